@@ -1,0 +1,418 @@
+//! Configuration: TOML → raw serde types ([`raw`]) → the checked [`Config`].
+//!
+//! Loading opens no camera, no model and no broker. Every problem found is reported at
+//! once, each naming its dotted field (`camera[1].id: duplicate "front-door"`).
+
+pub mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use raw::ChannelOrder;
+use raw::{RawCamera, RawModel, RawMqtt};
+
+use crate::capture::Source;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mqtt: MqttConfig,
+    pub model: ModelConfig,
+    pub cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub topic_prefix: String,
+    pub qos: u8,
+    pub client_id: String,
+    pub keep_alive_s: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    pub name: String,
+    pub labels: LabelsSource,
+    pub top_k: usize,
+    pub threads: usize,
+    pub max_batch: usize,
+    pub preprocess: PreprocessConfig,
+}
+
+/// Where class names come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelsSource {
+    /// The built-in ImageNet-1k names.
+    ImageNet,
+    /// A file with one label per line.
+    File(PathBuf),
+}
+
+/// Preprocessing as configured; `crop`/`resize_shorter` may still depend on the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessConfig {
+    pub resize_shorter: Option<u32>,
+    pub crop: Option<u32>,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub channel_order: ChannelOrder,
+}
+
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    pub id: String,
+    pub source: Source,
+    /// Frames per second to classify; 0 = every frame.
+    pub fps: f64,
+}
+
+/// ImageNet mean and standard deviation (RGB), as torchvision normalizes.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted field path, e.g. `camera[1].id`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {} problem(s):\n{}", .problems.len(), join(.problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn join(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths inside it are resolved against the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ParseError::Syntax(message) => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            ParseError::Invalid(problems) => ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            },
+        })
+    }
+
+    /// Parses and validates config text; `base` is the directory relative paths start from.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ParseError::Syntax(e.message().to_owned()))?;
+        let mut v = Validator::default();
+
+        for key in table.keys() {
+            if !matches!(key.as_str(), "mqtt" | "model" | "camera") {
+                v.problem(key, "unknown section; expected `mqtt`, `model` or `camera`");
+            }
+        }
+
+        let mqtt = match table.get("mqtt") {
+            Some(value) => v.section::<RawMqtt>("mqtt", value),
+            None => Some(RawMqtt::default()),
+        };
+        let model = match table.get("model") {
+            Some(value) => v.section::<RawModel>("model", value),
+            None => {
+                v.problem("model", "missing section `[model]` (at least `path`)");
+                None
+            }
+        };
+        let mut cameras = Vec::new();
+        match table.get("camera") {
+            Some(toml::Value::Array(items)) => {
+                if items.is_empty() {
+                    v.problem("camera", "at least one `[[camera]]` is required");
+                }
+                for (i, item) in items.iter().enumerate() {
+                    cameras.push(v.section::<RawCamera>(&format!("camera[{i}]"), item));
+                }
+            }
+            Some(_) => v.problem("camera", "expected an array of tables: `[[camera]]`"),
+            None => v.problem("camera", "at least one `[[camera]]` is required"),
+        }
+
+        let mqtt = mqtt.and_then(|m| v.mqtt(m));
+        let model = model.and_then(|m| v.model(m, base));
+        let cameras: Vec<_> = cameras
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.and_then(|c| v.camera(i, c, base)).map(|c| (i, c)))
+            .collect();
+        v.unique_ids(&cameras);
+        let cameras = cameras.into_iter().map(|(_, c)| c).collect();
+
+        match (v.problems.is_empty(), mqtt, model) {
+            (true, Some(mqtt), Some(model)) => Ok(Config {
+                mqtt,
+                model,
+                cameras,
+            }),
+            _ => Err(ParseError::Invalid(v.problems)),
+        }
+    }
+}
+
+/// Why config text was rejected (without the file name; see [`ConfigError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    Syntax(String),
+    Invalid(Vec<Problem>),
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserializes one section, recording the failing field's full path on error.
+    fn section<T: DeserializeOwned>(&mut self, name: &str, value: &toml::Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let field = if inner == "." || inner.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{name}.{inner}")
+                };
+                // toml appends "in `key`" lines; the dotted field already says where.
+                let message = e.into_inner().to_string();
+                let first = message.lines().next().unwrap_or_default().trim();
+                self.problem(field, first);
+                None
+            }
+        }
+    }
+
+    fn range(&mut self, field: &str, value: i64, lo: i64, hi: i64) -> Option<i64> {
+        if (lo..=hi).contains(&value) {
+            Some(value)
+        } else {
+            self.problem(field, format!("{value} is out of range {lo}..={hi}"));
+            None
+        }
+    }
+
+    fn mqtt(&mut self, m: RawMqtt) -> Option<MqttConfig> {
+        if m.host.trim().is_empty() {
+            self.problem("mqtt.host", "must not be empty");
+        }
+        let port = self.range("mqtt.port", m.port, 1, 65535);
+        let qos = self.range("mqtt.qos", m.qos, 0, 2);
+        let keep_alive = self.range("mqtt.keep_alive_s", m.keep_alive_s, 5, 3600);
+        if m.topic_prefix.is_empty()
+            || m.topic_prefix.starts_with('/')
+            || m.topic_prefix.ends_with('/')
+            || m.topic_prefix.contains(['+', '#', '\0'])
+        {
+            self.problem(
+                "mqtt.topic_prefix",
+                format!(
+                    "{:?} must be a non-empty topic without wildcards (+, #) or leading/trailing '/'",
+                    m.topic_prefix
+                ),
+            );
+        }
+        if let Some(id) = &m.client_id {
+            if id.is_empty() || id.len() > 128 {
+                self.problem("mqtt.client_id", "must be 1 to 128 characters");
+            }
+        }
+        let client_id = m.client_id.unwrap_or_else(default_client_id);
+        Some(MqttConfig {
+            host: m.host,
+            port: port? as u16,
+            topic_prefix: m.topic_prefix,
+            qos: qos? as u8,
+            client_id,
+            keep_alive_s: keep_alive? as u16,
+        })
+    }
+
+    fn model(&mut self, m: RawModel, base: &Path) -> Option<ModelConfig> {
+        if m.path.is_empty() {
+            self.problem("model.path", "must name an .onnx file");
+        }
+        let path = base.join(&m.path);
+        let name = m.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".to_owned())
+        });
+        let labels = match m.labels.as_str() {
+            "imagenet" => LabelsSource::ImageNet,
+            "" => {
+                self.problem(
+                    "model.labels",
+                    "must be \"imagenet\" or a path to a labels file",
+                );
+                LabelsSource::ImageNet
+            }
+            file => LabelsSource::File(base.join(file)),
+        };
+        let top_k = self.range("model.top_k", m.top_k, 1, 1000);
+        let threads = self.range("model.threads", m.threads, 1, 256);
+        let max_batch = self.range("model.max_batch", m.max_batch, 1, 256);
+        let p = m.preprocess;
+        let crop = p
+            .crop
+            .and_then(|c| self.range("model.preprocess.crop", c, 8, 4096));
+        let resize = p
+            .resize_shorter
+            .and_then(|r| self.range("model.preprocess.resize_shorter", r, 8, 8192));
+        if let (Some(c), Some(r)) = (crop, resize) {
+            if r < c {
+                self.problem(
+                    "model.preprocess.resize_shorter",
+                    format!("{r} is smaller than crop {c}"),
+                );
+            }
+        }
+        let mean = self.triple("model.preprocess.mean", p.mean, IMAGENET_MEAN, false);
+        let std = self.triple("model.preprocess.std", p.std, IMAGENET_STD, true);
+        Some(ModelConfig {
+            path,
+            name,
+            labels,
+            top_k: top_k? as usize,
+            threads: threads? as usize,
+            max_batch: max_batch? as usize,
+            preprocess: PreprocessConfig {
+                resize_shorter: resize.map(|r| r as u32),
+                crop: crop.map(|c| c as u32),
+                mean: mean?,
+                std: std?,
+                channel_order: p.channel_order,
+            },
+        })
+    }
+
+    fn triple(
+        &mut self,
+        field: &str,
+        value: Option<Vec<f64>>,
+        default: [f32; 3],
+        positive: bool,
+    ) -> Option<[f32; 3]> {
+        let Some(v) = value else {
+            return Some(default);
+        };
+        if v.len() != 3 {
+            self.problem(
+                field,
+                format!("expected 3 values (one per channel), got {}", v.len()),
+            );
+            return None;
+        }
+        if v.iter().any(|x| !x.is_finite() || (positive && *x <= 0.0)) {
+            let what = if positive { "positive" } else { "finite" };
+            self.problem(field, format!("every value must be {what}: {v:?}"));
+            return None;
+        }
+        Some([v[0] as f32, v[1] as f32, v[2] as f32])
+    }
+
+    fn camera(&mut self, i: usize, c: RawCamera, base: &Path) -> Option<CameraConfig> {
+        let mut ok = true;
+        if c.id.is_empty()
+            || c.id.len() > 64
+            || !c
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            self.problem(
+                format!("camera[{i}].id"),
+                format!("{:?} must be 1 to 64 characters of [A-Za-z0-9_-]", c.id),
+            );
+            ok = false;
+        }
+        if c.source.trim().is_empty() {
+            self.problem(format!("camera[{i}].source"), "must not be empty");
+            ok = false;
+        }
+        if !c.fps.is_finite() || c.fps < 0.0 || c.fps > 1000.0 {
+            self.problem(
+                format!("camera[{i}].fps"),
+                format!("{} must be between 0 (every frame) and 1000", c.fps),
+            );
+            ok = false;
+        }
+        ok.then(|| CameraConfig {
+            source: Source::parse(&c.source, base),
+            id: c.id,
+            fps: c.fps,
+        })
+    }
+
+    /// `cameras` pairs each valid camera with its index in the file.
+    fn unique_ids(&mut self, cameras: &[(usize, CameraConfig)]) {
+        let mut seen = HashSet::new();
+        for (i, c) in cameras {
+            if !seen.insert(c.id.as_str()) {
+                self.problem(format!("camera[{i}].id"), format!("duplicate {:?}", c.id));
+            }
+        }
+    }
+}
+
+fn default_client_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    format!("streamclassd-{host}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The configuration file as written: serde types that mirror the TOML one to one.
+//!
+//! Nothing here is trusted yet; `super::validate` turns these into the checked
+//! [`super::Config`]. Integer fields are read as `i64` so that an out-of-range value gets
+//! our own message naming the field instead of a bare serde type error.
+
+use serde::Deserialize;
+
+/// `[mqtt]`: where classifications go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqtt {
+    /// Broker host name or address.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Broker TCP port.
+    #[serde(default = "default_port")]
+    pub port: i64,
+    /// First level of every topic: `{topic_prefix}/{camera}/labels`, `{topic_prefix}/status`.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    /// QoS of the per-frame label messages: 0, 1 or 2.
+    #[serde(default = "default_qos")]
+    pub qos: i64,
+    /// MQTT client id; defaults to `streamclassd-<hostname>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// MQTT keep-alive interval in seconds.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: i64,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        Self {
+            host: default_host(),
+            port: default_port(),
+            topic_prefix: default_prefix(),
+            qos: default_qos(),
+            client_id: None,
+            keep_alive_s: default_keep_alive(),
+        }
+    }
+}
+
+/// `[model]`: the ONNX classifier and how frames are prepared for it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Path of the `.onnx` file (relative paths are relative to the config file).
+    pub path: String,
+    /// Name reported in every payload; defaults to the model file's stem.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `"imagenet"` for the built-in ImageNet-1k names, or a file with one label per line.
+    #[serde(default = "default_labels")]
+    pub labels: String,
+    /// How many labels each message carries.
+    #[serde(default = "default_top_k")]
+    pub top_k: i64,
+    /// ONNX Runtime intra-op threads.
+    #[serde(default = "default_threads")]
+    pub threads: i64,
+    /// Largest batch the inference worker forms from frames that are waiting.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: i64,
+    /// Preprocessing; defaults to torchvision's ResNet evaluation recipe.
+    #[serde(default)]
+    pub preprocess: RawPreprocess,
+}
+
+/// `[model.preprocess]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreprocess {
+    /// Shorter side after resizing; defaults to `crop * 256 / 224` (256 for 224).
+    pub resize_shorter: Option<i64>,
+    /// Side of the square center crop; defaults to the model's input size (224 if dynamic).
+    pub crop: Option<i64>,
+    /// Per-channel mean subtracted after scaling to 0..1, in the model's channel order.
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviation divided by, in the model's channel order.
+    pub std: Option<Vec<f64>>,
+    /// Channel order the model expects.
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+}
+
+/// Channel order of the model input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue (torchvision and most exports).
+    #[default]
+    Rgb,
+    /// Blue, green, red (caffe-style models; OpenCV's native order).
+    Bgr,
+}
+
+/// One `[[camera]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    /// Identifier used in topics: `[A-Za-z0-9_-]+`, unique.
+    pub id: String,
+    /// An RTSP/HTTP URL, a V4L2 device (`/dev/video0` or an index such as `"0"`), or a file.
+    pub source: String,
+    /// Frames per second to classify; 0 classifies every frame.
+    #[serde(default)]
+    pub fps: f64,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_port() -> i64 {
+    1883
+}
+fn default_prefix() -> String {
+    "streamclassd".to_owned()
+}
+fn default_qos() -> i64 {
+    1
+}
+fn default_keep_alive() -> i64 {
+    30
+}
+fn default_labels() -> String {
+    "imagenet".to_owned()
+}
+fn default_top_k() -> i64 {
+    5
+}
+fn default_threads() -> i64 {
+    2
+}
+fn default_max_batch() -> i64 {
+    4
+}

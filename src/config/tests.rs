@@ -1,0 +1,206 @@
+use super::*;
+
+const BASE: &str = "/etc/streamclassd";
+
+fn parse(text: &str) -> Result<Config, ParseError> {
+    Config::parse(text, Path::new(BASE))
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(ParseError::Syntax(m)) => panic!("syntax error instead of problems: {m}"),
+        Err(ParseError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[track_caller]
+fn has(got: &[String], prefix: &str) {
+    assert!(
+        got.iter().any(|g| g.starts_with(prefix)),
+        "no problem starts with {prefix:?}: {got:#?}"
+    );
+}
+
+const MINIMAL: &str = r#"
+[model]
+path = "m.onnx"
+[[camera]]
+id = "cam"
+source = "clip.mp4"
+"#;
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse(MINIMAL).expect("valid");
+    assert_eq!(c.mqtt.host, "127.0.0.1");
+    assert_eq!(c.mqtt.port, 1883);
+    assert_eq!(c.mqtt.topic_prefix, "streamclassd");
+    assert_eq!(c.mqtt.qos, 1);
+    assert!(c.mqtt.client_id.starts_with("streamclassd-"));
+    assert_eq!(c.model.path, Path::new("/etc/streamclassd/m.onnx"));
+    assert_eq!(c.model.name, "m");
+    assert_eq!(c.model.labels, LabelsSource::ImageNet);
+    assert_eq!(
+        (c.model.top_k, c.model.threads, c.model.max_batch),
+        (5, 2, 4)
+    );
+    let p = &c.model.preprocess;
+    assert_eq!((p.resize_shorter, p.crop), (None, None));
+    assert_eq!(p.mean, IMAGENET_MEAN);
+    assert_eq!(p.std, IMAGENET_STD);
+    assert_eq!(p.channel_order, ChannelOrder::Rgb);
+    assert_eq!(c.cameras.len(), 1);
+    assert_eq!(
+        c.cameras[0].source,
+        Source::File("/etc/streamclassd/clip.mp4".into())
+    );
+    assert_eq!(c.cameras[0].fps, 0.0);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_field() {
+    let got = problems(
+        r#"
+[mqtt]
+port = 70000
+qos = 3
+topic_prefix = "a/#"
+[model]
+path = "m.onnx"
+top_k = 0
+[model.preprocess]
+crop = 224
+resize_shorter = 200
+std = [0.2, 0.0, 0.2]
+mean = [0.5, 0.5]
+[[camera]]
+id = "front-door"
+source = "rtsp://cam/1"
+[[camera]]
+id = "front-door"
+source = "0"
+fps = -1
+[[camera]]
+id = "bad id!"
+source = ""
+"#,
+    );
+    let expected = [
+        "mqtt.port: 70000 is out of range 1..=65535",
+        "mqtt.qos: 3 is out of range 0..=2",
+        "mqtt.topic_prefix:",
+        "model.top_k: 0 is out of range 1..=1000",
+        "model.preprocess.resize_shorter: 200 is smaller than crop 224",
+        "model.preprocess.mean: expected 3 values",
+        "model.preprocess.std: every value must be positive",
+        "camera[1].fps:",
+        "camera[2].id:",
+        "camera[2].source: must not be empty",
+    ];
+    for e in expected {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+}
+
+#[test]
+fn duplicate_ids_name_the_later_camera() {
+    let got = problems(
+        r#"
+[model]
+path = "m.onnx"
+[[camera]]
+id = "front-door"
+source = "a.mp4"
+[[camera]]
+id = "front-door"
+source = "b.mp4"
+"#,
+    );
+    assert_eq!(got, vec![r#"camera[1].id: duplicate "front-door""#]);
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_name_the_path() {
+    let got = problems(
+        r#"
+colour = "blue"
+[mqtt]
+hots = "x"
+[model]
+path = "m.onnx"
+[model.preprocess]
+channel_order = "rbg"
+[[camera]]
+id = "a"
+source = "a.mp4"
+fps = "fast"
+"#,
+    );
+    has(&got, "colour: unknown section");
+    has(
+        &got,
+        "mqtt.hots: unknown field `hots`, expected one of `host`",
+    );
+    has(
+        &got,
+        "model.preprocess.channel_order: unknown variant `rbg`",
+    );
+    has(&got, "camera[0].fps: invalid type");
+    assert_eq!(got.len(), 4, "{got:#?}");
+}
+
+#[test]
+fn missing_sections_are_problems() {
+    let got = problems("[mqtt]\nhost = \"h\"\n");
+    has(&got, "model: missing section");
+    has(&got, "camera: at least one");
+    let got = problems("[model]\npath = \"m.onnx\"\ncamera = 3\n");
+    has(&got, "model.camera: unknown field `camera`");
+}
+
+#[test]
+fn syntax_errors_are_not_problems() {
+    assert!(matches!(parse("[model\n"), Err(ParseError::Syntax(_))));
+}
+
+#[test]
+fn labels_path_and_overrides() {
+    let c = parse(
+        r#"
+[mqtt]
+client_id = "me"
+[model]
+path = "/models/r.onnx"
+name = "resnet50"
+labels = "labels.txt"
+[model.preprocess]
+crop = 224
+resize_shorter = 256
+mean = [0.5, 0.5, 0.5]
+std = [0.5, 0.5, 0.5]
+channel_order = "bgr"
+[[camera]]
+id = "a"
+source = "rtsp://user:pw@host/s"
+fps = 2.5
+"#,
+    )
+    .expect("valid");
+    assert_eq!(c.mqtt.client_id, "me");
+    assert_eq!(c.model.path, Path::new("/models/r.onnx"));
+    assert_eq!(c.model.name, "resnet50");
+    assert_eq!(
+        c.model.labels,
+        LabelsSource::File("/etc/streamclassd/labels.txt".into())
+    );
+    let p = &c.model.preprocess;
+    assert_eq!((p.resize_shorter, p.crop), (Some(256), Some(224)));
+    assert_eq!(p.channel_order, ChannelOrder::Bgr);
+    assert!(c.cameras[0].source.is_live());
+    assert_eq!(c.cameras[0].fps, 2.5);
+}
