@@ -1,0 +1,243 @@
+//! Stage 3: one worker owning the `ort::Session`.
+//!
+//! It waits for a frame, then takes every other frame that is already waiting (from any
+//! camera) up to `max_batch`, runs them as one batch, turns each output row into
+//! probabilities (softmax only when the model does not already output a distribution) and
+//! keeps the top k.
+
+pub mod model;
+pub mod topk;
+
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Select, Sender};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::config::ModelConfig;
+use crate::messages::{Classification, Latency, Prepared, Scored};
+use crate::preprocess::PreprocessSpec;
+pub use model::{load_runtime, BatchDim, ModelError, ModelIo, Runtime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("ONNX Runtime: {0}")]
+    Ort(#[from] ort::Error),
+    #[error("output `{name}` has shape {shape:?}; expected {rows} rows")]
+    OutputShape {
+        name: String,
+        shape: Vec<i64>,
+        rows: usize,
+    },
+}
+
+/// The inference stage: owns the session and its reusable buffers.
+pub struct InferenceWorker {
+    session: Session,
+    io: ModelIo,
+    max_batch: usize,
+    top_k: usize,
+    side: usize,
+    frame_len: usize,
+    batch_buf: Vec<f32>,
+    row_buf: Vec<f32>,
+}
+
+impl InferenceWorker {
+    /// Opens the model, resolves the preprocessing against its input size, and warms it up
+    /// with one run, which also tells the output size.
+    pub fn open(
+        cfg: &ModelConfig,
+        runtime: &Runtime,
+    ) -> Result<(Self, PreprocessSpec), ModelError> {
+        let (session, io) = model::open_session(cfg, runtime)?;
+        let spec = model::resolve_preprocess(&cfg.preprocess, &io)?;
+        let max_batch = match io.batch {
+            BatchDim::Dynamic => cfg.max_batch,
+            BatchDim::Fixed(n) => {
+                if cfg.max_batch != n && cfg.max_batch != 4 {
+                    tracing::warn!(
+                        fixed = n,
+                        configured = cfg.max_batch,
+                        "model has a fixed batch size; model.max_batch is ignored"
+                    );
+                }
+                n
+            }
+        };
+        let mut worker = Self {
+            session,
+            io,
+            max_batch,
+            top_k: cfg.top_k,
+            side: spec.crop as usize,
+            frame_len: spec.tensor_len(),
+            batch_buf: Vec::new(),
+            row_buf: Vec::new(),
+        };
+        let zeros = vec![0f32; spec.tensor_len()];
+        let classes = worker
+            .run_raw(&[zeros.as_slice()])
+            .map_err(|e| ModelError::Invalid {
+                path: cfg.path.clone(),
+                message: format!("warm-up run failed: {e}"),
+            })?;
+        worker.io.classes = classes;
+        Ok((worker, spec))
+    }
+
+    pub fn io(&self) -> &ModelIo {
+        &self.io
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Runs one batch and leaves `rows` rows of raw outputs in `self.row_buf`; returns the
+    /// number of classes per row.
+    fn run_raw(&mut self, frames: &[&[f32]]) -> Result<usize, InferenceError> {
+        let rows = frames.len();
+        let n = match self.io.batch {
+            BatchDim::Dynamic => rows,
+            BatchDim::Fixed(n) => n,
+        };
+        self.batch_buf.clear();
+        for f in frames {
+            self.batch_buf.extend_from_slice(f);
+        }
+        // A fixed-batch model gets zero padding after the real frames.
+        self.batch_buf.resize(n * self.frame_len, 0.0);
+        let shape = [n, 3, self.side, self.side];
+        let input = TensorRef::from_array_view((shape, self.batch_buf.as_slice()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.io.input.as_str() => input])?;
+        let (shape, data) = outputs[self.io.output.as_str()].try_extract_tensor::<f32>()?;
+        if shape.is_empty() || shape[0] as usize != n || data.len() % n != 0 {
+            return Err(InferenceError::OutputShape {
+                name: self.io.output.clone(),
+                shape: shape.to_vec(),
+                rows: n,
+            });
+        }
+        let classes = data.len() / n;
+        self.row_buf.clear();
+        self.row_buf.extend_from_slice(&data[..rows * classes]);
+        Ok(classes)
+    }
+
+    /// Classifies a batch of preprocessed frames: top-k probabilities per frame, best first.
+    pub fn classify(&mut self, frames: &[&[f32]]) -> Result<Vec<Vec<Scored>>, InferenceError> {
+        let mut out = Vec::with_capacity(frames.len());
+        for chunk in frames.chunks(self.max_batch) {
+            let classes = self.run_raw(chunk)?;
+            for row in self.row_buf.chunks_exact_mut(classes) {
+                topk::to_probabilities(row);
+                let mut top = Vec::with_capacity(self.top_k);
+                topk::top_k_into(row, self.top_k, &mut top);
+                out.push(top);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The inference thread. Each camera has its own one-slot input, so a camera has at
+    /// most one preprocessed frame waiting and none can crowd out another: the worker
+    /// waits for any camera, then takes whatever the other cameras have ready (round robin
+    /// from the one that woke it), up to `max_batch`. Ends when every camera has hung up.
+    pub fn run(mut self, inputs: Vec<Receiver<Prepared>>, tx: Sender<Classification>) {
+        let mut batch: Vec<Prepared> = Vec::with_capacity(self.max_batch);
+        let mut stats = BatchStats::default();
+        let mut open = vec![true; inputs.len()];
+        let mut select = Select::new();
+        for rx in &inputs {
+            select.recv(rx);
+        }
+        let mut remaining = inputs.len();
+        while remaining > 0 {
+            let op = select.select();
+            let woke = op.index();
+            match op.recv(&inputs[woke]) {
+                Ok(p) => batch.push(p),
+                Err(_) => {
+                    select.remove(woke);
+                    open[woke] = false;
+                    remaining -= 1;
+                    continue;
+                }
+            }
+            for k in 1..inputs.len() {
+                if batch.len() >= self.max_batch {
+                    break;
+                }
+                let j = (woke + k) % inputs.len();
+                if open[j] {
+                    if let Ok(p) = inputs[j].try_recv() {
+                        batch.push(p);
+                    }
+                }
+            }
+            let started = Instant::now();
+            let tensors: Vec<&[f32]> = batch.iter().map(|p| p.tensor.as_slice()).collect();
+            let result = self.classify(&tensors);
+            let inference_ms = started.elapsed().as_secs_f64() * 1e3;
+            let size = batch.len();
+            stats.record(size);
+            match result {
+                Ok(tops) => {
+                    let done = Instant::now();
+                    for (p, top) in batch.drain(..).zip(tops) {
+                        let total = done.duration_since(p.meta.captured).as_secs_f64() * 1e3;
+                        let waited = started.duration_since(p.meta.captured).as_secs_f64() * 1e3;
+                        let c = Classification {
+                            meta: p.meta,
+                            top,
+                            latency: Latency {
+                                queue: (waited - p.preprocess_ms).max(0.0),
+                                preprocess: p.preprocess_ms,
+                                inference: inference_ms,
+                                total,
+                            },
+                            batch: size,
+                        };
+                        if tx.send(c).is_err() {
+                            stats.log();
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(batch = size, error = %e, "inference failed; batch lost");
+                    batch.clear();
+                }
+            }
+        }
+        stats.log();
+    }
+}
+
+/// Batch-size bookkeeping, logged when the worker stops.
+#[derive(Debug, Default)]
+struct BatchStats {
+    frames: u64,
+    batches: u64,
+    largest: usize,
+}
+
+impl BatchStats {
+    fn record(&mut self, size: usize) {
+        self.frames += size as u64;
+        self.batches += 1;
+        self.largest = self.largest.max(size);
+    }
+
+    fn log(&self) {
+        tracing::info!(
+            frames = self.frames,
+            batches = self.batches,
+            largest_batch = self.largest,
+            "inference stopped"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! Loading ONNX Runtime and the model, and reading what the model expects from it.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+
+use crate::config::{ModelConfig, PreprocessConfig};
+use crate::preprocess::PreprocessSpec;
+
+/// Environment variable naming the ONNX Runtime shared library (as `ort` reads it).
+pub const ORT_LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
+
+/// Places searched for the ONNX Runtime library when neither the command line nor
+/// `ORT_DYLIB_PATH` names one.
+const LIBRARY_CANDIDATES: &[&str] = &[
+    "/usr/lib/streamclassd/libonnxruntime.so",
+    "/usr/local/lib/streamclassd/libonnxruntime.so",
+    "/usr/local/lib/libonnxruntime.so",
+    "/usr/lib/x86_64-linux-gnu/libonnxruntime.so",
+    "/usr/lib/aarch64-linux-gnu/libonnxruntime.so",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("ONNX Runtime library not found: {0}")]
+    RuntimeMissing(String),
+    #[error("cannot load the ONNX Runtime library {path}: {message}")]
+    RuntimeLoad { path: PathBuf, message: String },
+    #[error("model file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model file {path} is not a usable ONNX model: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("model {path}: input `{input}` has shape {shape}; expected a float32 image [N,3,S,S] (NCHW)")]
+    UnsupportedInput {
+        path: PathBuf,
+        input: String,
+        shape: String,
+    },
+    #[error(
+        "model {path}: output `{output}` has shape {shape}; expected float32 class scores [N,C]"
+    )]
+    UnsupportedOutput {
+        path: PathBuf,
+        output: String,
+        shape: String,
+    },
+    #[error("model.preprocess.crop: {crop} does not match the model's input size {side}x{side}")]
+    CropMismatch { crop: u32, side: u32 },
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+}
+
+impl<T> From<ort::Error<T>> for ModelError {
+    fn from(e: ort::Error<T>) -> Self {
+        ModelError::Ort(e.to_string())
+    }
+}
+
+/// The loaded ONNX Runtime: keep it alive as long as sessions are created from it.
+pub struct Runtime {
+    pub library: PathBuf,
+    pub env: ort::environment::Environment,
+}
+
+/// Finds and loads the ONNX Runtime shared library. Must run before any other `ort` call:
+/// `ort` would otherwise panic at first use when the library is absent.
+pub fn load_runtime(explicit: Option<&Path>) -> Result<Runtime, ModelError> {
+    let from_env = std::env::var_os(ORT_LIBRARY_ENV).map(PathBuf::from);
+    let path = match explicit.map(Path::to_path_buf).or(from_env) {
+        Some(p) if p.is_file() => p,
+        Some(p) => {
+            return Err(ModelError::RuntimeMissing(format!(
+                "{} does not exist (set by --ort-library or {ORT_LIBRARY_ENV})",
+                p.display()
+            )))
+        }
+        None => LIBRARY_CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                ModelError::RuntimeMissing(format!(
+                    "set {ORT_LIBRARY_ENV} or --ort-library to libonnxruntime.so (searched {})",
+                    LIBRARY_CANDIDATES.join(", ")
+                ))
+            })?,
+    };
+    let env = ort::init_from(&path)
+        .map_err(|e| ModelError::RuntimeLoad {
+            path: path.clone(),
+            message: e.to_string(),
+        })?
+        .with_name("streamclassd")
+        .build()?;
+    Ok(Runtime { library: path, env })
+}
+
+/// Batch dimension of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchDim {
+    /// Any batch size.
+    Dynamic,
+    /// Exactly this many images per run; shorter batches are padded.
+    Fixed(usize),
+}
+
+/// What the model takes and gives, read from the model itself.
+#[derive(Debug, Clone)]
+pub struct ModelIo {
+    pub input: String,
+    pub output: String,
+    pub batch: BatchDim,
+    /// Fixed spatial input size (square), or `None` when dynamic.
+    pub side: Option<u32>,
+    /// Number of classes in one output row (learnt from a warm-up run).
+    pub classes: usize,
+}
+
+/// Opens the session and checks the model's input and output.
+pub fn open_session(
+    cfg: &ModelConfig,
+    runtime: &Runtime,
+) -> Result<(Session, ModelIo), ModelError> {
+    std::fs::File::open(&cfg.path).map_err(|source| ModelError::Unreadable {
+        path: cfg.path.clone(),
+        source,
+    })?;
+    let invalid = |message: String| ModelError::Invalid {
+        path: cfg.path.clone(),
+        message,
+    };
+    let session = Session::builder(&runtime.env)?
+        .with_intra_threads(cfg.threads)?
+        .with_inter_threads(1)?
+        .commit_from_file(&cfg.path)
+        .map_err(|e| invalid(e.to_string()))?;
+
+    let input = session
+        .inputs()
+        .first()
+        .ok_or_else(|| invalid("it has no inputs".into()))?;
+    let output = session
+        .outputs()
+        .first()
+        .ok_or_else(|| invalid("it has no outputs".into()))?;
+
+    let (batch, side) = match input.dtype() {
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape,
+            ..
+        } if shape.len() == 4 && (shape[1] == 3 || shape[1] == -1) && shape[2] == shape[3] => {
+            let batch = if shape[0] > 0 {
+                BatchDim::Fixed(shape[0] as usize)
+            } else {
+                BatchDim::Dynamic
+            };
+            let side = (shape[2] > 0).then_some(shape[2] as u32);
+            (batch, side)
+        }
+        other => {
+            return Err(ModelError::UnsupportedInput {
+                path: cfg.path.clone(),
+                input: input.name().to_owned(),
+                shape: describe(other),
+            })
+        }
+    };
+    match output.dtype() {
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape,
+            ..
+        } if shape.len() >= 2 && shape[2..].iter().all(|&d| d == 1 || d == -1) => {}
+        other => {
+            return Err(ModelError::UnsupportedOutput {
+                path: cfg.path.clone(),
+                output: output.name().to_owned(),
+                shape: describe(other),
+            })
+        }
+    }
+    let io = ModelIo {
+        input: input.name().to_owned(),
+        output: output.name().to_owned(),
+        batch,
+        side,
+        classes: 0,
+    };
+    Ok((session, io))
+}
+
+/// Applies the model's input size to the configured preprocessing.
+pub fn resolve_preprocess(
+    cfg: &PreprocessConfig,
+    io: &ModelIo,
+) -> Result<PreprocessSpec, ModelError> {
+    let crop = match (cfg.crop, io.side) {
+        (Some(crop), Some(side)) if crop != side => {
+            return Err(ModelError::CropMismatch { crop, side })
+        }
+        (Some(crop), _) => crop,
+        (None, Some(side)) => side,
+        (None, None) => 224,
+    };
+    // torchvision's ratio: Resize(256) before CenterCrop(224).
+    let resize_shorter = cfg
+        .resize_shorter
+        .unwrap_or_else(|| (crop * 256).div_ceil(224));
+    Ok(PreprocessSpec {
+        resize_shorter: resize_shorter.max(crop),
+        crop,
+        mean: cfg.mean,
+        std: cfg.std,
+        channel_order: cfg.channel_order,
+    })
+}
+
+fn describe(t: &ValueType) -> String {
+    match t {
+        ValueType::Tensor { ty, shape, .. } => format!("{ty:?} {shape}"),
+        other => format!("{other:?}"),
+    }
+}

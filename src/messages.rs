@@ -1,0 +1,87 @@
+//! The values that travel between stages.
+//!
+//! `Frame` (capture → preprocess) → `Prepared` (preprocess → inference) →
+//! `Classification` (inference → publish). Each carries the same [`FrameMeta`] so the
+//! publisher can report where a frame came from and how long each stage held it.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use opencv::core::Mat;
+
+/// Identity and timing of one captured frame.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameMeta {
+    /// Position of the camera in the configuration (index into the camera list).
+    pub camera: usize,
+    /// Index of the frame in its source, counting every decoded frame (also across
+    /// reconnects), including those skipped by `fps` or dropped for freshness.
+    pub index: u64,
+    /// Wall-clock time the frame was read.
+    pub captured_at: SystemTime,
+    /// Monotonic time the frame was read; latencies are measured from here.
+    pub captured: Instant,
+    /// Frames of this camera dropped so far because the pipeline was busy.
+    pub dropped: u64,
+}
+
+/// A decoded frame, 8-bit BGR as OpenCV returns it.
+pub struct Frame {
+    pub camera_id: Arc<str>,
+    pub index: u64,
+    pub captured_at: SystemTime,
+    pub captured: Instant,
+    pub dropped: u64,
+    pub camera: usize,
+    pub image: Mat,
+}
+
+impl Frame {
+    pub fn meta(&self) -> FrameMeta {
+        FrameMeta {
+            camera: self.camera,
+            index: self.index,
+            captured_at: self.captured_at,
+            captured: self.captured,
+            dropped: self.dropped,
+        }
+    }
+}
+
+/// A frame turned into one model input (planar CHW float32, batch dimension excluded).
+pub struct Prepared {
+    pub meta: FrameMeta,
+    pub tensor: Vec<f32>,
+    /// Time spent preprocessing, in milliseconds.
+    pub preprocess_ms: f64,
+    /// When preprocessing finished: from here until inference starts is queueing.
+    pub prepared_at: Instant,
+}
+
+/// One class of a classification.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    pub index: usize,
+    pub score: f32,
+}
+
+/// Time each stage held a frame, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    /// Capture → inference start, less preprocessing: time spent waiting in queues.
+    pub queue: f64,
+    pub preprocess: f64,
+    /// Duration of the batch the frame was inferred in.
+    pub inference: f64,
+    /// Capture → handed to the publisher.
+    pub total: f64,
+}
+
+/// The model's verdict on one frame: the top-k classes, best first.
+pub struct Classification {
+    pub meta: FrameMeta,
+    pub top: Vec<Scored>,
+    pub latency: Latency,
+    /// Number of frames in the batch this frame was inferred in.
+    pub batch: usize,
+}
