@@ -1,0 +1,353 @@
+//! Stage 1: one thread per camera reads frames with OpenCV's `VideoCapture`.
+//!
+//! The edge to preprocessing depends on the source:
+//! - live (network stream, device): a one-slot channel where the newest frame wins; a frame
+//!   still waiting when the next arrives is evicted and counted as dropped, so a busy
+//!   pipeline never builds a backlog of stale frames;
+//! - file: a replay; sending blocks, so no frame is lost.
+//!
+//! Every open and read is bounded in time (OpenCV's open/read timeouts). A live source that
+//! fails or stalls is released and reopened with capped, jittered exponential backoff.
+
+mod source;
+
+pub use source::{redact_url, scrub, Device, Source};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use opencv::core::{Mat, Vector};
+use opencv::prelude::*;
+use opencv::videoio::{self, VideoCapture};
+
+use crate::messages::Frame;
+
+/// Bounds on how long OpenCV may block.
+const OPEN_TIMEOUT_MS: i32 = 10_000;
+const READ_TIMEOUT_MS: i32 = 5_000;
+/// Consecutive failed reads after which a file is taken to have ended (a damaged file can
+/// fail a few reads and then continue).
+const FILE_EOF_AFTER: u32 = 8;
+
+/// How a capture thread ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureEnd {
+    /// A file source reached its end.
+    Finished { frames: u64 },
+    /// Shutdown was requested (or the pipeline behind it went away).
+    Stopped { frames: u64 },
+    /// The source cannot be read at all (only for files: live sources are retried).
+    Failed(String),
+}
+
+/// Where a capture thread sends frames, with the policy for when the edge is full.
+pub enum FrameSink {
+    /// Live: keep the newest; `evict` is a receiver on the same one-slot channel.
+    LatestWins {
+        tx: Sender<Frame>,
+        evict: Receiver<Frame>,
+    },
+    /// Replay: block until there is room.
+    Block(Sender<Frame>),
+}
+
+impl FrameSink {
+    /// Passes a frame on. Returns `Ok(true)` if an older frame was evicted for it,
+    /// `Err(())` when the receiving side has gone.
+    fn send(&self, frame: Frame) -> Result<bool, ()> {
+        match self {
+            FrameSink::Block(tx) => tx.send(frame).map(|_| false).map_err(|_| ()),
+            FrameSink::LatestWins { tx, evict } => {
+                let mut evicted = false;
+                let mut frame = frame;
+                loop {
+                    match tx.try_send(frame) {
+                        Ok(()) => return Ok(evicted),
+                        Err(TrySendError::Disconnected(_)) => return Err(()),
+                        Err(TrySendError::Full(back)) => {
+                            frame = back;
+                            evicted |= evict.try_recv().is_ok();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decides which frames to classify for a target rate.
+#[derive(Debug, Clone)]
+pub struct FpsGate {
+    interval: Option<f64>,
+    next_due: f64,
+}
+
+impl FpsGate {
+    /// `fps` of 0 admits every frame.
+    pub fn new(fps: f64) -> Self {
+        Self {
+            interval: (fps > 0.0).then(|| 1.0 / fps),
+            next_due: 0.0,
+        }
+    }
+
+    /// Should the frame at time `t` (seconds, non-decreasing) be classified?
+    pub fn admit(&mut self, t: f64) -> bool {
+        let Some(interval) = self.interval else {
+            return true;
+        };
+        // A microsecond of slack absorbs rounding in frame timestamps.
+        if t + 1e-6 < self.next_due {
+            return false;
+        }
+        self.next_due += interval;
+        if self.next_due <= t {
+            // After a gap, restart the schedule rather than bursting to catch up.
+            self.next_due = t + interval;
+        }
+        true
+    }
+}
+
+/// Capped exponential backoff with jitter (each delay is 50-100% of the nominal one).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self {
+            initial,
+            max,
+            next: initial,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let nominal = self.next;
+        self.next = (self.next * 2).min(self.max);
+        nominal.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// One camera's capture stage.
+pub struct Capture {
+    pub camera: usize,
+    pub id: Arc<str>,
+    pub source: Source,
+    pub fps: f64,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Capture {
+    fn open(&self) -> Result<VideoCapture, String> {
+        let timeouts = Vector::from_slice(&[
+            videoio::CAP_PROP_OPEN_TIMEOUT_MSEC,
+            OPEN_TIMEOUT_MS,
+            videoio::CAP_PROP_READ_TIMEOUT_MSEC,
+            READ_TIMEOUT_MS,
+        ]);
+        let cap = match &self.source {
+            Source::Network(url) => {
+                VideoCapture::from_file_with_params(url, videoio::CAP_FFMPEG, &timeouts)
+            }
+            Source::Device(Device::Index(i)) => {
+                VideoCapture::new_with_params(*i, videoio::CAP_ANY, &timeouts)
+            }
+            Source::Device(Device::Path(p)) => {
+                VideoCapture::from_file_with_params(p, videoio::CAP_V4L2, &timeouts)
+            }
+            Source::File(p) => {
+                VideoCapture::from_file_with_params(p, videoio::CAP_FFMPEG, &Vector::new())
+            }
+        }
+        .map_err(|e| scrub(&e.to_string(), &self.source))?;
+        match cap.is_opened() {
+            Ok(true) => Ok(cap),
+            Ok(false) => Err("cannot open the source".to_owned()),
+            Err(e) => Err(scrub(&e.to_string(), &self.source)),
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `d`, waking early on cancellation. Returns false if cancelled.
+    fn sleep(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while !self.cancelled() {
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        }
+        false
+    }
+
+    /// The capture thread. Runs until the file ends, shutdown is requested, or the
+    /// pipeline behind it goes away.
+    pub fn run(self, sink: FrameSink) -> CaptureEnd {
+        let live = self.source.is_live();
+        let mut gate = FpsGate::new(self.fps);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let started = Instant::now();
+        let mut index: u64 = 0;
+        let mut dropped: u64 = 0;
+        let mut attempts: u32 = 0;
+
+        while !self.cancelled() {
+            let mut cap = match self.open() {
+                Ok(cap) => cap,
+                Err(e) if !live => return CaptureEnd::Failed(e),
+                Err(e) => {
+                    attempts += 1;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(camera = %self.id, source = %self.source, attempt = attempts,
+                        retry_in_ms = delay.as_millis() as u64, error = %e, "cannot open source");
+                    if !self.sleep(delay) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let source_fps = cap
+                .get(videoio::CAP_PROP_FPS)
+                .ok()
+                .filter(|f| f.is_finite() && *f > 0.0)
+                .unwrap_or(25.0);
+            tracing::info!(camera = %self.id, source = %self.source, source_fps, "source opened");
+            let mut failures = 0u32;
+            let mut streamed = false;
+            while !self.cancelled() {
+                let mut image = Mat::default();
+                let ok = matches!(cap.read(&mut image), Ok(true)) && !image.empty();
+                if !ok {
+                    failures += 1;
+                    if live || failures >= FILE_EOF_AFTER {
+                        break;
+                    }
+                    continue;
+                }
+                failures = 0;
+                if !streamed {
+                    streamed = true;
+                    backoff.reset();
+                    attempts = 0;
+                }
+                let frame_index = index;
+                index += 1;
+                // Files are paced by their own timeline, live sources by the clock.
+                let t = if live {
+                    started.elapsed().as_secs_f64()
+                } else {
+                    frame_index as f64 / source_fps
+                };
+                if !gate.admit(t) {
+                    continue;
+                }
+                let frame = Frame {
+                    camera_id: self.id.clone(),
+                    camera: self.camera,
+                    index: frame_index,
+                    captured_at: SystemTime::now(),
+                    captured: Instant::now(),
+                    dropped,
+                    image,
+                };
+                match sink.send(frame) {
+                    Ok(true) => dropped += 1,
+                    Ok(false) => {}
+                    Err(()) => return CaptureEnd::Stopped { frames: index },
+                }
+            }
+            if !live {
+                if !self.cancelled() {
+                    tracing::info!(camera = %self.id, frames = index, "file finished");
+                    return CaptureEnd::Finished { frames: index };
+                }
+                break;
+            }
+            if self.cancelled() {
+                break;
+            }
+            attempts += 1;
+            let delay = backoff.next_delay();
+            tracing::warn!(camera = %self.id, source = %self.source, attempt = attempts,
+                retry_in_ms = delay.as_millis() as u64, "stream lost or stalled; reopening");
+            drop(cap);
+            if !self.sleep(delay) {
+                break;
+            }
+        }
+        CaptureEnd::Stopped { frames: index }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fps_gate_thins_a_25fps_timeline_to_5() {
+        let mut gate = FpsGate::new(5.0);
+        let admitted: Vec<u32> = (0..50).filter(|i| gate.admit(*i as f64 / 25.0)).collect();
+        assert_eq!(admitted, vec![0, 5, 10, 15, 20, 25, 30, 35, 40, 45]);
+    }
+
+    #[test]
+    fn fps_gate_zero_admits_everything_and_gaps_do_not_burst() {
+        let mut all = FpsGate::new(0.0);
+        assert!((0..10).all(|i| all.admit(i as f64)));
+        let mut gate = FpsGate::new(1.0);
+        assert!(gate.admit(0.0));
+        assert!(gate.admit(10.0));
+        assert!(!gate.admit(10.5));
+        assert!(gate.admit(11.0));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let nominal = [100u64, 200, 400, 800, 800];
+        for n in nominal {
+            let d = b.next_delay().as_millis() as u64;
+            assert!(d >= n / 2 && d <= n, "{d} not within 50-100% of {n}");
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn latest_wins_evicts_and_counts() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sink = FrameSink::LatestWins {
+            tx,
+            evict: rx.clone(),
+        };
+        let frame = |index| Frame {
+            camera_id: Arc::from("c"),
+            camera: 0,
+            index,
+            captured_at: SystemTime::now(),
+            captured: Instant::now(),
+            dropped: 0,
+            image: Mat::default(),
+        };
+        assert_eq!(sink.send(frame(0)), Ok(false));
+        assert_eq!(sink.send(frame(1)), Ok(true));
+        assert_eq!(sink.send(frame(2)), Ok(true));
+        assert_eq!(rx.try_recv().map(|f| f.index).ok(), Some(2));
+        assert!(rx.try_recv().is_err());
+    }
+}

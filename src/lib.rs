@@ -1,0 +1,31 @@
+//! streamclassd: classify camera, RTSP and file video with an ONNX ResNet and publish each
+//! frame's top-5 ImageNet labels to MQTT.
+//!
+//! ```text
+//!  camera / RTSP / file
+//!        │  capture    one thread per camera, OpenCV VideoCapture (bounded open/read time)
+//!        ▼             live: 1-slot edge, newest frame wins (stale ones dropped + counted)
+//!  Frame (BGR Mat)     file: blocking edge, nothing lost
+//!        │  preprocess one thread per camera: resize shorter side, center crop, normalize
+//!        ▼
+//!  Prepared (CHW f32)  one slot per camera: at most one frame waits per camera
+//!        │  inference  one worker owning the ort::Session; batches across cameras
+//!        ▼
+//!  Classification      bounded
+//!        │  publish    rumqttc on a tokio runtime: JSON on {prefix}/{camera}/labels
+//!        ▼
+//!      MQTT
+//! ```
+//!
+//! Module map: [`config`] (TOML → checked config), [`capture`], [`preprocess`],
+//! [`inference`], [`publish`] (one module per stage), [`messages`] (what travels between
+//! stages), [`labels`] (class names), [`pipeline`] (wiring, start-up checks, shutdown).
+
+pub mod capture;
+pub mod config;
+pub mod inference;
+pub mod labels;
+pub mod messages;
+pub mod pipeline;
+pub mod preprocess;
+pub mod publish;

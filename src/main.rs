@@ -1,0 +1,128 @@
+//! The `streamclassd` binary: parse arguments, set up logging and signals, run, map
+//! errors to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use streamclassd::config::Config;
+use streamclassd::pipeline::{self, exit, RunOptions};
+
+/// Classify video frames with an ONNX ResNet and publish the top-5 labels to MQTT.
+#[derive(Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Validate a configuration file without opening any camera, model or broker.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file.
+    #[arg(short, long, default_value = "/etc/streamclassd/streamclassd.toml")]
+    config: PathBuf,
+    /// ONNX Runtime shared library (libonnxruntime.so).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    ort_library: Option<PathBuf>,
+    /// How long shutdown may wait for in-flight frames and the broker.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
+    #[arg(long, env = "STREAMCLASSD_LOG", default_value = "info")]
+    log: String,
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let code = match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn check_config(file: &std::path::Path) -> i32 {
+    match Config::load(file) {
+        Ok(cfg) => {
+            println!(
+                "{}: ok ({} camera(s), model {})",
+                file.display(),
+                cfg.cameras.len(),
+                cfg.model.path.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("streamclassd: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> i32 {
+    init_logging(&args.log);
+    let cfg = match Config::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("streamclassd: {e}");
+            return exit::USAGE;
+        }
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while shutting down exits at once.
+        let registered =
+            signal_hook::flag::register_conditional_shutdown(signal, 1, cancel.clone())
+                .and_then(|_| signal_hook::flag::register(signal, cancel.clone()));
+        if let Err(e) = registered {
+            eprintln!("streamclassd: cannot install signal handler: {e}");
+            return exit::OSERR;
+        }
+    }
+    let opts = RunOptions {
+        ort_library: args.ort_library,
+        shutdown_grace: args.shutdown_grace,
+    };
+    match pipeline::run(cfg, opts, cancel) {
+        Ok(_) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("streamclassd: error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Wires the stages together, runs them on named threads, and takes them down in order.
+//!
+//! ```text
+//! capture-<cam> ─[1: newest wins | 2: block]─▶ pre-<cam> ─[1: block]─┐
+//! capture-<cam> ─[...]───────────────────────▶ pre-<cam> ─[1: block]─┴▶ inference ─[256: block]─▶ publish
+//! ```
+//! Start-up checks everything that can be checked before a camera is opened: file sources
+//! exist, the ONNX Runtime library loads, the model loads and runs once, the labels match
+//! its output. Shutdown flows downstream: capture threads stop (cancel flag or end of
+//! file), and each later stage ends when its input disconnects, after draining it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::bounded;
+
+use crate::capture::{Capture, CaptureEnd, FrameSink, Source};
+use crate::config::Config;
+use crate::inference::{self, InferenceWorker, ModelError};
+use crate::labels::{Labels, LabelsError};
+use crate::preprocess::{self, Preprocessor};
+use crate::publish::{PublishReport, Publisher};
+
+/// Exit codes (sysexits.h), documented in the README.
+pub mod exit {
+    /// Invalid configuration or command line.
+    pub const USAGE: i32 = 64;
+    /// A model, labels file or file source that is unusable, or a file that cannot be decoded.
+    pub const DATAERR: i32 = 65;
+    /// A model, labels file or file source that does not exist or cannot be read.
+    pub const NOINPUT: i32 = 66;
+    /// The ONNX Runtime library cannot be found or loaded.
+    pub const UNAVAILABLE: i32 = 69;
+    /// A stage failed unexpectedly (a bug): systemd should restart the daemon.
+    pub const SOFTWARE: i32 = 70;
+    /// The operating system refused a thread or runtime.
+    pub const OSERR: i32 = 71;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("camera[{index}] {id:?}: source file {path} not found")]
+    SourceMissing {
+        index: usize,
+        id: String,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Labels(#[from] LabelsError),
+    #[error("cannot start thread {name}: {source}")]
+    Spawn {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("{0} stage(s) failed unexpectedly; see the log")]
+    StageFailed(usize),
+    #[error("{0} camera(s) could not read their source file; see the log")]
+    CameraFailed(usize),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::SourceMissing { .. } => exit::NOINPUT,
+            RunError::Model(ModelError::RuntimeMissing(_) | ModelError::RuntimeLoad { .. }) => {
+                exit::UNAVAILABLE
+            }
+            RunError::Model(ModelError::Unreadable { .. }) => exit::NOINPUT,
+            RunError::Model(ModelError::CropMismatch { .. }) => exit::USAGE,
+            RunError::Model(_) => exit::DATAERR,
+            RunError::Labels(LabelsError::Unreadable { .. }) => exit::NOINPUT,
+            RunError::Labels(_) => exit::DATAERR,
+            RunError::Spawn { .. } => exit::OSERR,
+            RunError::StageFailed(_) => exit::SOFTWARE,
+            RunError::CameraFailed(_) => exit::DATAERR,
+        }
+    }
+}
+
+/// Settings that come from the command line rather than the config file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub ort_library: Option<PathBuf>,
+    /// How long shutdown may wait for in-flight frames and the broker.
+    pub shutdown_grace: Duration,
+}
+
+/// What a finished run did.
+#[derive(Debug)]
+pub struct Summary {
+    pub captures: Vec<CaptureEnd>,
+    pub publish: PublishReport,
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, RunError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|source| RunError::Spawn { name, source })
+}
+
+/// Runs the daemon until `cancel` is set or every (file) source has ended.
+pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Summary, RunError> {
+    for (index, cam) in cfg.cameras.iter().enumerate() {
+        if let Source::File(path) = &cam.source {
+            if !path.is_file() {
+                return Err(RunError::SourceMissing {
+                    index,
+                    id: cam.id.clone(),
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    let runtime = inference::load_runtime(opts.ort_library.as_deref())?;
+    tracing::info!(library = %runtime.library.display(), "ONNX Runtime loaded");
+    let labels = Labels::load(&cfg.model.labels)?;
+    let (worker, spec) = InferenceWorker::open(&cfg.model, &runtime)?;
+    labels.check_count(worker.io().classes)?;
+    tracing::info!(
+        model = %cfg.model.path.display(),
+        input = %worker.io().input,
+        batch = ?worker.io().batch,
+        max_batch = worker.max_batch(),
+        classes = worker.io().classes,
+        resize_shorter = spec.resize_shorter,
+        crop = spec.crop,
+        "model loaded and warmed up"
+    );
+
+    let ids: Vec<Arc<str>> = cfg
+        .cameras
+        .iter()
+        .map(|c| Arc::from(c.id.as_str()))
+        .collect();
+    let n = cfg.cameras.len();
+    // One single-slot edge per camera into inference (see InferenceWorker::run).
+    let (prep_txs, prep_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| bounded(1)).unzip();
+    let (class_tx, class_rx) = bounded(256);
+
+    let publisher = Publisher {
+        mqtt: cfg.mqtt.clone(),
+        cameras: ids.clone(),
+        model: cfg.model.name.clone(),
+        labels,
+        grace: opts.shutdown_grace,
+        cancel: cancel.clone(),
+    };
+    let publish = spawn("publish".into(), move || {
+        let _span = tracing::info_span!("publish").entered();
+        publisher.run(class_rx)
+    })?;
+    let inference = spawn("inference".into(), move || {
+        let _span = tracing::info_span!("inference").entered();
+        worker.run(prep_rxs, class_tx)
+    })?;
+
+    let mut captures = Vec::with_capacity(n);
+    let mut preprocessors = Vec::with_capacity(n);
+    for ((i, cam), tx) in cfg.cameras.iter().enumerate().zip(prep_txs) {
+        let id = ids[i].clone();
+        let live = cam.source.is_live();
+        let (frame_tx, frame_rx) = bounded(if live { 1 } else { 2 });
+        let sink = if live {
+            FrameSink::LatestWins {
+                tx: frame_tx,
+                evict: frame_rx.clone(),
+            }
+        } else {
+            FrameSink::Block(frame_tx)
+        };
+        let pre = Preprocessor::new(spec);
+        let span_id = id.clone();
+        preprocessors.push(spawn(format!("pre-{id}"), move || {
+            let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
+            preprocess::run(pre, frame_rx, tx)
+        })?);
+        let capture = Capture {
+            camera: i,
+            id: id.clone(),
+            source: cam.source.clone(),
+            fps: cam.fps,
+            cancel: cancel.clone(),
+        };
+        captures.push(spawn(format!("cap-{id}"), move || {
+            let _span = tracing::info_span!("capture", camera = %capture.id).entered();
+            capture.run(sink)
+        })?);
+    }
+    tracing::info!(cameras = n, "pipeline running");
+    let running_since = std::time::Instant::now();
+
+    // Watch every thread: a panic anywhere stops the capture side so the rest drains.
+    let mut panicked = 0;
+    loop {
+        let capturing = captures.iter().any(|h| !h.is_finished());
+        let consumer_gone = inference.is_finished()
+            || publish.is_finished()
+            || captures
+                .iter()
+                .zip(&preprocessors)
+                .any(|(c, p)| p.is_finished() && !c.is_finished());
+        if capturing && consumer_gone {
+            // A consumer ended before its producer: only a failure does that.
+            cancel.store(true, Ordering::Relaxed);
+        }
+        let all_done = !capturing
+            && preprocessors.iter().all(|h| h.is_finished())
+            && inference.is_finished()
+            && publish.is_finished();
+        if all_done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut ends = Vec::with_capacity(n);
+    for (i, h) in captures.into_iter().enumerate() {
+        match h.join() {
+            Ok(end) => {
+                if let CaptureEnd::Failed(e) = &end {
+                    tracing::error!(camera = %ids[i], error = %e, "camera failed");
+                }
+                ends.push(end);
+            }
+            Err(_) => {
+                panicked += 1;
+                ends.push(CaptureEnd::Failed("capture thread panicked".into()));
+            }
+        }
+    }
+    for h in preprocessors {
+        panicked += usize::from(h.join().is_err());
+    }
+    panicked += usize::from(inference.join().is_err());
+    let publish = match publish.join() {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "publisher could not start its runtime");
+            panicked += 1;
+            PublishReport::default()
+        }
+        Err(_) => {
+            panicked += 1;
+            PublishReport::default()
+        }
+    };
+    if panicked > 0 {
+        return Err(RunError::StageFailed(panicked));
+    }
+    let failed = ends
+        .iter()
+        .filter(|e| matches!(e, CaptureEnd::Failed(_)))
+        .count();
+    let summary = Summary {
+        captures: ends,
+        publish,
+    };
+    let elapsed = running_since.elapsed().as_secs_f64();
+    let total: u64 = summary.publish.published.iter().sum();
+    tracing::info!(
+        published = ?summary.publish.published,
+        elapsed_s = format!("{elapsed:.2}"),
+        frames_per_s = format!("{:.2}", total as f64 / elapsed.max(1e-9)),
+        "pipeline stopped"
+    );
+    if failed > 0 {
+        return Err(RunError::CameraFailed(failed));
+    }
+    Ok(summary)
+}

@@ -1,0 +1,170 @@
+//! The JSON published on `{prefix}/{camera}/labels` (payload version 1).
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::labels::Labels;
+use crate::messages::Classification;
+
+/// Payload format version; bumped on any incompatible change.
+pub const VERSION: u8 = 1;
+
+#[derive(Debug, Serialize)]
+pub struct LabelsPayload<'a> {
+    pub v: u8,
+    pub camera: &'a str,
+    /// Messages published for this camera before this one: contiguous from 0.
+    pub seq: u64,
+    /// Index of the frame in its source.
+    pub frame: u64,
+    /// RFC 3339 UTC time the frame was read, millisecond precision.
+    pub captured_at: String,
+    pub model: &'a str,
+    /// The top-k classes (key kept as `top5` whatever k is), best first.
+    pub top5: Vec<Entry<'a>>,
+    pub latency_ms: LatencyMs,
+    /// Frames of this camera dropped so far because the pipeline was busy.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    pub index: usize,
+    pub label: &'a str,
+    pub score: f32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LatencyMs {
+    pub queue: f64,
+    pub preprocess: f64,
+    pub inference: f64,
+    pub total: f64,
+}
+
+/// Rounds a millisecond figure to microseconds: finer digits are noise.
+fn ms(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Encodes one classification; `out` is cleared and reused.
+pub fn encode(
+    c: &Classification,
+    camera: &str,
+    seq: u64,
+    model: &str,
+    labels: &Labels,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let payload = LabelsPayload {
+        v: VERSION,
+        camera,
+        seq,
+        frame: c.meta.index,
+        captured_at: rfc3339_millis(c.meta.captured_at),
+        model,
+        top5: c
+            .top
+            .iter()
+            .map(|s| Entry {
+                index: s.index,
+                label: labels.get(s.index),
+                score: s.score,
+            })
+            .collect(),
+        latency_ms: LatencyMs {
+            queue: ms(c.latency.queue),
+            preprocess: ms(c.latency.preprocess),
+            inference: ms(c.latency.inference),
+            total: ms(c.latency.total),
+        },
+        dropped: c.meta.dropped,
+    };
+    out.clear();
+    serde_json::to_writer(&mut *out, &payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LabelsSource;
+    use crate::messages::{FrameMeta, Latency, Scored};
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+
+    #[test]
+    fn encodes_the_documented_shape() {
+        let labels = Labels::load(&LabelsSource::ImageNet).expect("labels");
+        let c = Classification {
+            meta: FrameMeta {
+                camera: 0,
+                index: 1230,
+                captured_at: UNIX_EPOCH + Duration::from_millis(1_795_885_200_123),
+                captured: Instant::now(),
+                dropped: 12,
+            },
+            top: vec![
+                Scored {
+                    index: 258,
+                    score: 0.8831,
+                },
+                Scored {
+                    index: 0,
+                    score: 0.01,
+                },
+            ],
+            latency: Latency {
+                queue: 1.23456,
+                preprocess: 0.9,
+                inference: 61.0,
+                total: 66.3,
+            },
+            batch: 1,
+        };
+        let mut out = Vec::new();
+        encode(&c, "front-door", 41, "resnet50", &labels, &mut out).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["camera"], "front-door");
+        assert_eq!(v["seq"], 41);
+        assert_eq!(v["frame"], 1230);
+        assert_eq!(v["captured_at"], "2026-11-28T17:00:00.123Z");
+        assert_eq!(v["model"], "resnet50");
+        assert_eq!(v["top5"][0]["index"], 258);
+        assert_eq!(v["top5"][0]["label"], "Samoyed");
+        assert!((v["top5"][0]["score"].as_f64().expect("score") - 0.8831).abs() < 1e-6);
+        assert_eq!(v["top5"][1]["label"], "tench");
+        assert_eq!(v["latency_ms"]["queue"], 1.235);
+        assert_eq!(v["latency_ms"]["total"], 66.3);
+        assert_eq!(v["dropped"], 12);
+    }
+
+    #[test]
+    fn hostile_label_text_stays_valid_json() {
+        let labels = Labels::parse("a \"quoted\" \\ label\u{7}\n", std::path::Path::new("x"))
+            .expect("labels");
+        let c = Classification {
+            meta: FrameMeta {
+                camera: 0,
+                index: 0,
+                captured_at: UNIX_EPOCH,
+                captured: Instant::now(),
+                dropped: 0,
+            },
+            top: vec![Scored {
+                index: 0,
+                score: 1.0,
+            }],
+            latency: Latency::default(),
+            batch: 1,
+        };
+        let mut out = Vec::new();
+        encode(&c, "c", 0, "m", &labels, &mut out).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["top5"][0]["label"], "a \"quoted\" \\ label\u{7}");
+    }
+}
