@@ -1,0 +1,404 @@
+//! Test harness: real peers on free loopback ports.
+//!
+//! - [`Broker`]: a mosquitto process with its own config, stoppable and restartable;
+//! - [`Subscriber`]: a real MQTT client (rumqttc) recording every message it receives;
+//! - [`Daemon`]: the `streamclassd` binary under test, with its stderr kept;
+//! - [`RtspServer`]: GStreamer's RTSP server serving a clip (`tests/support/rtsp_server.py`);
+//! - [`fixtures`]: clips, model and reference outputs written by `scripts/fixtures`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+/// Upper bound for anything a test waits on; only a hang guard, never a performance claim.
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Directory of generated test inputs (see `scripts/fixtures`).
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("STREAMCLASSD_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/test-fixtures"));
+    assert!(
+        dir.join("clip.mp4").is_file() && dir.join("reference.json").is_file(),
+        "test fixtures missing in {}: run scripts/test (it generates them)",
+        dir.display()
+    );
+    dir
+}
+
+/// The seeded random-weight ResNet-50 written by `scripts/setup`.
+pub fn model() -> PathBuf {
+    let m = repo().join("models/resnet50-random.onnx");
+    assert!(m.is_file(), "{} missing: run scripts/test", m.display());
+    m
+}
+
+/// The ONNX Runtime library, as `scripts/env` finds it.
+pub fn ort_library() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(p);
+    }
+    let lib = repo().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.flatten().find_map(|py| {
+            let capi = py.path().join("site-packages/onnxruntime/capi");
+            std::fs::read_dir(capi).ok()?.flatten().find_map(|f| {
+                let name = f.file_name().to_string_lossy().into_owned();
+                name.starts_with("libonnxruntime.so.").then(|| f.path())
+            })
+        })
+    });
+    found.unwrap_or_else(|| panic!("no libonnxruntime in {}: run scripts/test", lib.display()))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A mosquitto broker on a free loopback port.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = Broker {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    /// (Re)starts the broker on the same port.
+    pub fn restart(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        // mosquitto's default max_queued_messages (1000) silently drops messages to a
+        // subscriber that falls behind; tests must see every message.
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 100000\n",
+                self.port
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto (scripts/setup installs it)");
+        self.child = Some(child);
+        wait_listening(self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Message {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("payload is JSON")
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// A real MQTT client subscribed (QoS 1) to a filter, recording what arrives.
+pub struct Subscriber {
+    client: Client,
+    messages: Arc<Mutex<Vec<Message>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Subscriber {
+    pub fn connect(port: u16, filter: &str) -> Subscriber {
+        let id = format!("test-sub-{}-{}", std::process::id(), free_port());
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut connection) = Client::new(opts, 1000);
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .expect("subscribe");
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = messages.clone();
+        let thread = std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        sink.lock().expect("lock").push(Message {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("SUBACK from the broker");
+        Subscriber {
+            client,
+            messages,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.lock().expect("lock").clone()
+    }
+
+    pub fn on(&self, topic: &str) -> Vec<Message> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the messages so far; false after `timeout`.
+    pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&[Message]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.messages.lock().expect("lock")) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The daemon under test.
+pub struct Daemon {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `streamclassd run --config <dir>/config.toml` with `config` as the file.
+    pub fn start(config: &str) -> Daemon {
+        Daemon::start_with(config, &[], &[])
+    }
+
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("config.toml");
+        std::fs::write(&cfg, config).expect("write config");
+        let stderr = dir.path().join("stderr.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamclassd"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("ORT_DYLIB_PATH", ort_library())
+            .env("STREAMCLASSD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start streamclassd");
+        Daemon { child, dir, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} failed");
+    }
+
+    /// Waits for the daemon to exit; panics (after killing it) if it outlives `PATIENCE`.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!("streamclassd did not exit; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until stderr contains `needle`; false after `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the binary once with `args` (no config written) and returns (exit code, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamclassd"));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run streamclassd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+/// GStreamer's RTSP server (a real one) serving an H.264 clip on a free port.
+pub struct RtspServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RtspServer {
+    pub fn start(clip: &Path) -> RtspServer {
+        let script = repo().join("tests/support/rtsp_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg("--file")
+            .arg(clip)
+            .arg("--port")
+            .arg("0")
+            .arg("--loop")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start RTSP server (scripts/setup installs GStreamer)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read RTSP server banner");
+        let port = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected RTSP server banner {line:?}"));
+        RtspServer { child, port }
+    }
+
+    pub fn url(&self, userinfo: &str) -> String {
+        format!("rtsp://{userinfo}127.0.0.1:{}/stream", self.port)
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config for the daemon under test: one `[[camera]]` block per (id, source, fps).
+pub fn config(
+    broker_port: u16,
+    prefix: &str,
+    cameras: &[(&str, &str, f64)],
+    extra_model: &str,
+) -> String {
+    let mut s = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\ntopic_prefix = \"{prefix}\"\nqos = 1\n\
+         client_id = \"{prefix}-daemon\"\n\n[model]\npath = \"{}\"\nname = \"resnet50\"\n\
+         threads = 2\n{extra_model}\n",
+        model().display()
+    );
+    for (id, source, fps) in cameras {
+        s += &format!("\n[[camera]]\nid = \"{id}\"\nsource = \"{source}\"\nfps = {fps}\n");
+    }
+    s
+}

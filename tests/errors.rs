@@ -1,0 +1,194 @@
+//! Bad input gets a clear error naming what is wrong, and the documented exit code.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, fixtures, free_port, run_cli, Broker, Daemon, Subscriber, PATIENCE};
+
+const EX_USAGE: i32 = 64;
+const EX_DATAERR: i32 = 65;
+const EX_NOINPUT: i32 = 66;
+const EX_UNAVAILABLE: i32 = 69;
+
+fn clip() -> String {
+    fixtures().join("clip.mp4").display().to_string()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
+
+#[test]
+fn invalid_config_names_every_field_and_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        &dir,
+        "bad.toml",
+        r#"
+[mqtt]
+qos = 7
+[model]
+path = "m.onnx"
+[[camera]]
+id = "front-door"
+source = "a.mp4"
+[[camera]]
+id = "front-door"
+source = "b.mp4"
+"#,
+    );
+    for args in [
+        vec!["check-config", cfg.as_str()],
+        vec!["run", "--config", cfg.as_str()],
+    ] {
+        let (code, out) = run_cli(&args, &[]);
+        assert_eq!(code, EX_USAGE, "{args:?}: {out}");
+        assert!(out.contains("mqtt.qos: 7 is out of range 0..=2"), "{out}");
+        assert!(
+            out.contains(r#"camera[1].id: duplicate "front-door""#),
+            "{out}"
+        );
+    }
+    let (code, out) = run_cli(&["run", "--config", "/nonexistent/streamclassd.toml"], &[]);
+    assert_eq!(code, EX_USAGE);
+    assert!(out.contains("/nonexistent/streamclassd.toml"), "{out}");
+    let (code, _) = run_cli(&["run", "--no-such-flag"], &[]);
+    assert_eq!(code, EX_USAGE);
+}
+
+#[test]
+fn missing_model_exits_66_naming_the_path() {
+    let text = config(free_port(), "x", &[("c", &clip(), 0.0)], "").replace(
+        &common::model().display().to_string(),
+        "/nonexistent/resnet.onnx",
+    );
+    let mut d = Daemon::start(&text);
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(EX_NOINPUT), "{log}");
+    assert!(log.contains("/nonexistent/resnet.onnx"), "{log}");
+}
+
+#[test]
+fn a_file_that_is_not_a_model_exits_65() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bogus = write(&dir, "bogus.onnx", "this is not protobuf");
+    let text = config(free_port(), "x", &[("c", &clip(), 0.0)], "")
+        .replace(&common::model().display().to_string(), &bogus);
+    let mut d = Daemon::start(&text);
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(EX_DATAERR), "{log}");
+    assert!(log.contains("is not a usable ONNX model"), "{log}");
+}
+
+#[test]
+fn missing_onnxruntime_library_exits_69() {
+    let text = config(free_port(), "x", &[("c", &clip(), 0.0)], "");
+    let mut d = Daemon::start_with(
+        &text,
+        &[],
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+    );
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(EX_UNAVAILABLE), "{log}");
+    assert!(log.contains("ONNX Runtime library not found"), "{log}");
+    assert!(log.contains("/nonexistent/libonnxruntime.so"), "{log}");
+}
+
+#[test]
+fn labels_that_do_not_match_the_model_exit_65() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let labels = write(&dir, "labels.txt", "cat\ndog\nbird\n");
+    let text = config(
+        free_port(),
+        "x",
+        &[("c", &clip(), 0.0)],
+        &format!("labels = \"{labels}\"\n"),
+    );
+    let mut d = Daemon::start(&text);
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(EX_DATAERR), "{log}");
+    assert!(
+        log.contains("has 3 labels but the model outputs 1000 classes"),
+        "{log}"
+    );
+}
+
+#[test]
+fn missing_source_file_exits_66_before_anything_runs() {
+    let text = config(free_port(), "x", &[("c", "/nonexistent/clip.mp4", 0.0)], "");
+    let mut d = Daemon::start(&text);
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(EX_NOINPUT), "{log}");
+    assert!(
+        log.contains(r#"camera[0] "c": source file /nonexistent/clip.mp4 not found"#),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_video_fails_its_camera_but_not_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = write(&dir, "junk.mp4", "not a video at all");
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "mixed/#");
+    let clip = clip();
+    let mut d = Daemon::start(&config(
+        broker.port,
+        "mixed",
+        &[("bad", &junk, 0.0), ("good", &clip, 0.0)],
+        "",
+    ));
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(EX_DATAERR), "{log}");
+    assert!(log.contains("camera failed"), "{log}");
+    let frames = std::fs::read_to_string(fixtures().join("reference.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["frames"].as_array().map(Vec::len))
+        .expect("reference frame count");
+    assert!(sub.wait_until(PATIENCE, |m| m
+        .iter()
+        .filter(|m| m.topic == "mixed/good/labels")
+        .count()
+        == frames));
+    assert!(sub.on("mixed/bad/labels").is_empty());
+}
+
+#[test]
+fn unreachable_stream_is_retried_with_backoff_and_its_password_never_logged() {
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "dead/#");
+    let dead = format!("rtsp://viewer:s3cretPW@127.0.0.1:{}/stream", free_port());
+    let mut d = Daemon::start(&config(broker.port, "dead", &[("gone", &dead, 0.0)], ""));
+    // Two attempts logged means the daemon retried instead of giving up or exiting.
+    assert!(
+        d.wait_for_log("attempt=2", Duration::from_secs(60)),
+        "no retry logged:\n{}",
+        d.stderr()
+    );
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.payload == b"online")));
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("cannot open source"), "{log}");
+    assert!(log.contains("rtsp://viewer:***@127.0.0.1"), "{log}");
+    assert!(
+        !log.contains("s3cretPW"),
+        "password leaked into the log:\n{log}"
+    );
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.payload == b"offline")));
+    assert!(sub
+        .messages()
+        .iter()
+        .all(|m| !String::from_utf8_lossy(&m.payload).contains("s3cretPW")));
+}

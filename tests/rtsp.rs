@@ -1,0 +1,59 @@
+//! A live RTSP source, served by a real RTSP server (GStreamer) on loopback.
+
+mod common;
+
+use common::{config, fixtures, Broker, Daemon, RtspServer, Subscriber, PATIENCE};
+
+#[test]
+fn rtsp_stream_is_classified_live_and_drains_on_sigterm() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "live/#");
+    let url = server.url("viewer:s3cretPW@");
+    let mut d = Daemon::start(&config(broker.port, "live", &[("street", &url, 0.0)], ""));
+    let enough = sub.wait_until(PATIENCE, |m| {
+        m.iter().filter(|m| m.topic == "live/street/labels").count() >= 15
+    });
+    assert!(
+        enough,
+        "too few frames from the RTSP source; log:\n{}",
+        d.stderr()
+    );
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.payload == b"offline")));
+
+    let msgs: Vec<serde_json::Value> = sub
+        .on("live/street/labels")
+        .iter()
+        .map(|m| m.json())
+        .collect();
+    let mut last_frame = None;
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(m["seq"].as_u64(), Some(i as u64), "seq must be contiguous");
+        let frame = m["frame"].as_u64().expect("frame");
+        assert!(last_frame.is_none_or(|l| frame > l), "frames must advance");
+        last_frame = Some(frame);
+        assert_eq!(m["top5"].as_array().map(Vec::len), Some(5));
+        // Every frame skipped by the live source is accounted for in `dropped`.
+        assert!(m["dropped"].as_u64().expect("dropped") <= frame);
+    }
+    // Live sources never queue stale frames: each frame waits at most for the batch ahead
+    // of it, so its queue time is bounded by a few inference times, not the run length.
+    let worst_queue = msgs
+        .iter()
+        .map(|m| m["latency_ms"]["queue"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    let worst_infer = msgs
+        .iter()
+        .map(|m| m["latency_ms"]["inference"].as_f64().unwrap_or(0.0))
+        .fold(0.0, f64::max);
+    assert!(
+        worst_queue <= 4.0 * worst_infer + 500.0,
+        "queue {worst_queue} ms vs inference {worst_infer} ms"
+    );
+    assert!(!log.contains("s3cretPW"), "password leaked:\n{log}");
+    assert!(log.contains("rtsp://viewer:***@127.0.0.1"), "{log}");
+}
