@@ -120,7 +120,6 @@ fn run(args: RunArgs) -> i32 {
     match pipeline::run(cfg, opts, cancel) {
         Ok(_) => 0,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("streamclassd: error: {e}");
             e.exit_code()
         }

@@ -38,6 +38,8 @@ pub mod exit {
     pub const SOFTWARE: i32 = 70;
     /// The operating system refused a thread or runtime.
     pub const OSERR: i32 = 71;
+    /// Messages could not be delivered to the broker before the grace period ended.
+    pub const TEMPFAIL: i32 = 75;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,8 @@ pub enum RunError {
     StageFailed(usize),
     #[error("{0} camera(s) could not read their source file; see the log")]
     CameraFailed(usize),
+    #[error("{0} message(s) were not confirmed by the MQTT broker before the grace period ended")]
+    Undelivered(u64),
 }
 
 impl RunError {
@@ -78,6 +82,7 @@ impl RunError {
             RunError::Spawn { .. } => exit::OSERR,
             RunError::StageFailed(_) => exit::SOFTWARE,
             RunError::CameraFailed(_) => exit::DATAERR,
+            RunError::Undelivered(_) => exit::TEMPFAIL,
         }
     }
 }
@@ -274,6 +279,10 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     );
     if failed > 0 {
         return Err(RunError::CameraFailed(failed));
+    }
+    let undelivered = summary.publish.unconfirmed + summary.publish.abandoned;
+    if undelivered > 0 {
+        return Err(RunError::Undelivered(undelivered));
     }
     Ok(summary)
 }

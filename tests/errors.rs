@@ -10,6 +10,7 @@ const EX_USAGE: i32 = 64;
 const EX_DATAERR: i32 = 65;
 const EX_NOINPUT: i32 = 66;
 const EX_UNAVAILABLE: i32 = 69;
+const EX_TEMPFAIL: i32 = 75;
 
 fn clip() -> String {
     fixtures().join("clip.mp4").display().to_string()
@@ -191,4 +192,26 @@ fn unreachable_stream_is_retried_with_backoff_and_its_password_never_logged() {
         .messages()
         .iter()
         .all(|m| !String::from_utf8_lossy(&m.payload).contains("s3cretPW")));
+}
+
+#[test]
+fn unreachable_broker_is_retried_and_undelivered_messages_fail_the_exit_code() {
+    // Nothing listens on this port: the publisher retries with backoff while the file is
+    // classified, then gives up after the grace period and says how many were lost.
+    let port = free_port();
+    let mut d = Daemon::start_with(
+        &config(port, "nobroker", &[("c", &clip(), 5.0)], ""),
+        &["--shutdown-grace", "2s"],
+        &[],
+    );
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(EX_TEMPFAIL), "{log}");
+    assert!(log.contains("cannot reach MQTT broker"), "{log}");
+    assert!(
+        log.matches("cannot reach MQTT broker").count() >= 2,
+        "no retry:\n{log}"
+    );
+    // 10 label messages (50 frames at fps 5) plus `offline`.
+    assert!(log.contains("11 message(s) were not confirmed"), "{log}");
 }

@@ -248,3 +248,48 @@ fn fps_limit_classifies_frames_on_the_source_timeline() {
     assert_well_formed(&msgs, "slow", &frames);
     assert_matches_reference(&msgs, &reference);
 }
+
+#[test]
+fn fixed_batch_model_that_outputs_probabilities_is_not_softmaxed_again() {
+    // light_resnet50 has a fixed batch of 1 (no cross-camera batching possible) and ends
+    // in Softmax with every output exactly 0.001. Softmaxing again would give 1/1000 as
+    // well, so the check is on the raw values: 0.001 in f32, untouched, and ties broken
+    // towards the lower index (classes 0..4).
+    let clip = clip();
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "light/#");
+    let text = config(
+        broker.port,
+        "light",
+        &[("a", &clip, 5.0), ("b", &clip, 5.0)],
+        "max_batch = 4\n",
+    )
+    .replace(
+        &common::model().display().to_string(),
+        &common::light_model().display().to_string(),
+    );
+    let mut daemon = Daemon::start(&text);
+    let status = daemon.wait();
+    let log = daemon.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.payload == b"offline")));
+    let n = reference().frames.len() as u64;
+    let frames: Vec<u64> = (0..n).step_by(5).collect();
+    for cam in ["a", "b"] {
+        let msgs = labels_of(&sub, "light", cam);
+        assert_eq!(msgs.len(), frames.len());
+        for m in &msgs {
+            let top = m["top5"].as_array().expect("top5");
+            let idx: Vec<u64> = top
+                .iter()
+                .map(|e| e["index"].as_u64().expect("index"))
+                .collect();
+            assert_eq!(idx, vec![0, 1, 2, 3, 4]);
+            for e in top {
+                assert_eq!(e["score"].as_f64().map(|s| s as f32), Some(0.001f32));
+            }
+        }
+    }
+    assert!(log.contains("fixed batch size"), "{log}");
+    assert!(log.contains("largest_batch=1"), "{log}");
+}

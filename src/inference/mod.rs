@@ -55,13 +55,10 @@ impl InferenceWorker {
         let max_batch = match io.batch {
             BatchDim::Dynamic => cfg.max_batch,
             BatchDim::Fixed(n) => {
-                if cfg.max_batch != n && cfg.max_batch != 4 {
-                    tracing::warn!(
-                        fixed = n,
-                        configured = cfg.max_batch,
-                        "model has a fixed batch size; model.max_batch is ignored"
-                    );
-                }
+                tracing::info!(
+                    batch = n,
+                    "model has a fixed batch size: every run uses it (padding short batches)"
+                );
                 n
             }
         };

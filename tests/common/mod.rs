@@ -45,6 +45,28 @@ pub fn model() -> PathBuf {
     m
 }
 
+/// The `onnx` package's constant-weight ResNet-50: fixed batch 1, ends in Softmax, every
+/// output exactly 0.001.
+pub fn light_model() -> PathBuf {
+    let lib = repo().join(".venv/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|dirs| {
+            dirs.flatten().find_map(|py| {
+                let p = py
+                    .path()
+                    .join("site-packages/onnx/backend/test/data/light/light_resnet50.onnx");
+                p.is_file().then_some(p)
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no light_resnet50.onnx under {}: run scripts/test",
+                lib.display()
+            )
+        })
+}
+
 /// The ONNX Runtime library, as `scripts/env` finds it.
 pub fn ort_library() -> PathBuf {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
