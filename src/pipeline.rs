@@ -136,7 +136,9 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         batch = ?worker.io().batch,
         max_batch = worker.max_batch(),
         classes = worker.io().classes,
-        resize_shorter = spec.resize_shorter,
+        layout = ?spec.layout,
+        geometry = ?spec.geometry,
+        interpolation = ?spec.interpolation,
         crop = spec.crop,
         "model loaded and warmed up"
     );

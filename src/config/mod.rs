@@ -15,6 +15,7 @@ pub use raw::ChannelOrder;
 use raw::{RawCamera, RawModel, RawMqtt};
 
 use crate::capture::Source;
+use crate::preprocess::{Interpolation, Preset, ResizeMode};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -54,11 +55,20 @@ pub enum LabelsSource {
     File(PathBuf),
 }
 
-/// Preprocessing as configured; `crop`/`resize_shorter` may still depend on the model.
+/// Preprocessing as configured: the preset's values with the user's overrides. The crop
+/// size (and what derives from it) may still depend on the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessConfig {
+    pub preset: Preset,
+    pub mode: ResizeMode,
     pub resize_shorter: Option<u32>,
     pub crop: Option<u32>,
+    pub crop_fraction: Option<f64>,
+    /// Crop / resized shorter side used when neither `resize_shorter` nor
+    /// `crop_fraction` is given (the preset's, 224/256).
+    pub crop_ratio: f64,
+    pub interpolation: Interpolation,
+    pub scale: f32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub channel_order: ChannelOrder,
@@ -72,9 +82,7 @@ pub struct CameraConfig {
     pub fps: f64,
 }
 
-/// ImageNet mean and standard deviation (RGB), as torchvision normalizes.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub use crate::preprocess::preset::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,23 +310,7 @@ impl Validator {
         let top_k = self.range("model.top_k", m.top_k, 1, 1000);
         let threads = self.range("model.threads", m.threads, 1, 256);
         let max_batch = self.range("model.max_batch", m.max_batch, 1, 256);
-        let p = m.preprocess;
-        let crop = p
-            .crop
-            .and_then(|c| self.range("model.preprocess.crop", c, 8, 4096));
-        let resize = p
-            .resize_shorter
-            .and_then(|r| self.range("model.preprocess.resize_shorter", r, 8, 8192));
-        if let (Some(c), Some(r)) = (crop, resize) {
-            if r < c {
-                self.problem(
-                    "model.preprocess.resize_shorter",
-                    format!("{r} is smaller than crop {c}"),
-                );
-            }
-        }
-        let mean = self.triple("model.preprocess.mean", p.mean, IMAGENET_MEAN, false);
-        let std = self.triple("model.preprocess.std", p.std, IMAGENET_STD, true);
+        let preprocess = self.preprocess(m.preprocess);
         Some(ModelConfig {
             path,
             name,
@@ -326,13 +318,72 @@ impl Validator {
             top_k: top_k? as usize,
             threads: threads? as usize,
             max_batch: max_batch? as usize,
-            preprocess: PreprocessConfig {
-                resize_shorter: resize.map(|r| r as u32),
-                crop: crop.map(|c| c as u32),
-                mean: mean?,
-                std: std?,
-                channel_order: p.channel_order,
-            },
+            preprocess: preprocess?,
+        })
+    }
+
+    fn preprocess(&mut self, p: raw::RawPreprocess) -> Option<PreprocessConfig> {
+        const F: &str = "model.preprocess";
+        let preset = p.preset.values();
+        let mode = p.mode.unwrap_or(preset.mode);
+        let crop = p
+            .crop
+            .and_then(|c| self.range(&format!("{F}.crop"), c, 8, 4096));
+        let resize = p
+            .resize_shorter
+            .and_then(|r| self.range(&format!("{F}.resize_shorter"), r, 8, 8192));
+        if let (Some(c), Some(r)) = (crop, resize) {
+            if r < c {
+                self.problem(
+                    format!("{F}.resize_shorter"),
+                    format!("{r} is smaller than crop {c}"),
+                );
+            }
+        }
+        if mode == ResizeMode::CropResize && p.resize_shorter.is_some() {
+            self.problem(
+                format!("{F}.resize_shorter"),
+                "only used with mode = \"resize-crop\" (this preset/mode crops first)",
+            );
+        }
+        if mode == ResizeMode::ResizeCrop && p.crop_fraction.is_some() {
+            self.problem(
+                format!("{F}.crop_fraction"),
+                "only used with mode = \"crop-resize\"; use resize_shorter",
+            );
+        }
+        let crop_fraction = match p.crop_fraction {
+            Some(f) if !(f > 0.0 && f <= 1.0) => {
+                self.problem(
+                    format!("{F}.crop_fraction"),
+                    format!("{f} must be in (0, 1]"),
+                );
+                None
+            }
+            other => other,
+        };
+        let scale = match p.scale {
+            Some(s) if !(s.is_finite() && s > 0.0) => {
+                self.problem(format!("{F}.scale"), format!("{s} must be positive"));
+                None
+            }
+            Some(s) => Some(s as f32),
+            None => Some(preset.scale),
+        };
+        let mean = self.triple(&format!("{F}.mean"), p.mean, preset.mean, false);
+        let std = self.triple(&format!("{F}.std"), p.std, preset.std, true);
+        Some(PreprocessConfig {
+            preset: p.preset,
+            mode,
+            resize_shorter: resize.map(|r| r as u32),
+            crop: crop.map(|c| c as u32),
+            crop_fraction,
+            crop_ratio: preset.crop_ratio,
+            interpolation: p.interpolation.unwrap_or(preset.interpolation),
+            scale: scale?,
+            mean: mean?,
+            std: std?,
+            channel_order: p.channel_order.unwrap_or(preset.channel_order),
         })
     }
 

@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::preprocess::{Interpolation, Preset, ResizeMode};
+
 /// `[mqtt]`: where classifications go.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,29 +71,39 @@ pub struct RawModel {
     pub preprocess: RawPreprocess,
 }
 
-/// `[model.preprocess]`.
+/// `[model.preprocess]`: a preset, and any of its values overridden.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPreprocess {
-    /// Shorter side after resizing; defaults to `crop * 256 / 224` (256 for 224).
+    /// Named recipe: `torchvision` (default), `caffe`, `tf-efficientnet-lite`.
+    #[serde(default)]
+    pub preset: Preset,
+    /// `resize-crop` (resize the shorter side, then center crop) or `crop-resize` (center
+    /// crop a fraction of the shorter side, then resize).
+    pub mode: Option<ResizeMode>,
+    /// `resize-crop`: shorter side after resizing; default `crop * 256 / 224`.
     pub resize_shorter: Option<i64>,
-    /// Side of the square center crop; defaults to the model's input size (224 if dynamic).
+    /// Side of the square model input; default the model's input size (224 if dynamic).
     pub crop: Option<i64>,
-    /// Per-channel mean subtracted after scaling to 0..1, in the model's channel order.
+    /// `crop-resize`: fraction of the shorter side cut out before resizing; default 0.875.
+    pub crop_fraction: Option<f64>,
+    /// `bilinear`, `bicubic`, `area` or `nearest` (Pillow's antialiased filters).
+    pub interpolation: Option<Interpolation>,
+    /// Factor applied to each 0..255 pixel before `mean`/`std` (1/255 for 0..1 models).
+    pub scale: Option<f64>,
+    /// Per-channel mean subtracted after scaling, in the model's channel order.
     pub mean: Option<Vec<f64>>,
     /// Per-channel standard deviation divided by, in the model's channel order.
     pub std: Option<Vec<f64>>,
-    /// Channel order the model expects.
-    #[serde(default)]
-    pub channel_order: ChannelOrder,
+    /// Channel order the model expects: `rgb` or `bgr`.
+    pub channel_order: Option<ChannelOrder>,
 }
 
 /// Channel order of the model input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelOrder {
     /// Red, green, blue (torchvision and most exports).
-    #[default]
     Rgb,
     /// Blue, green, red (caffe-style models; OpenCV's native order).
     Bgr,
