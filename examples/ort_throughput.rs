@@ -6,13 +6,10 @@
 //! ```
 //! Prints the median frames/s over REPEATS runs of FRAMES single-frame inferences.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use streamclassd::config::ChannelOrder;
-use streamclassd::config::{
-    LabelsSource, ModelConfig, PreprocessConfig, IMAGENET_MEAN, IMAGENET_STD,
-};
+use streamclassd::config::Config;
 use streamclassd::inference::{load_runtime, InferenceWorker};
 
 fn main() -> anyhow::Result<()> {
@@ -24,21 +21,13 @@ fn main() -> anyhow::Result<()> {
     let frames: usize = args.get(3).map_or(Ok(100), |s| s.parse())?;
     let repeats: usize = args.get(4).map_or(Ok(3), |s| s.parse())?;
     let runtime = load_runtime(None)?;
-    let cfg = ModelConfig {
-        path: model,
-        name: "bench".into(),
-        labels: LabelsSource::ImageNet,
-        top_k: 5,
-        threads,
-        max_batch: 1,
-        preprocess: PreprocessConfig {
-            resize_shorter: None,
-            crop: None,
-            mean: IMAGENET_MEAN,
-            std: IMAGENET_STD,
-            channel_order: ChannelOrder::Rgb,
-        },
-    };
+    let text = format!(
+        "[model]\npath = {:?}\nthreads = {threads}\nmax_batch = 1\n[[camera]]\nid = \"x\"\nsource = \"x\"\n",
+        model.display().to_string()
+    );
+    let cfg = Config::parse(&text, Path::new("."))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .model;
     let (mut worker, spec) = InferenceWorker::open(&cfg, &runtime)?;
     let mut seed = 1u32;
     let tensor: Vec<f32> = (0..spec.tensor_len())

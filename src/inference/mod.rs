@@ -17,7 +17,11 @@ use ort::value::TensorRef;
 use crate::config::ModelConfig;
 use crate::messages::{Classification, Latency, Prepared, Scored};
 use crate::preprocess::PreprocessSpec;
-pub use model::{load_runtime, BatchDim, ModelError, ModelIo, Runtime};
+pub use model::{load_runtime, BatchDim, Element, ModelError, ModelIo, Runtime};
+
+use half::f16;
+
+use crate::preprocess::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
@@ -40,6 +44,7 @@ pub struct InferenceWorker {
     side: usize,
     frame_len: usize,
     batch_buf: Vec<f32>,
+    half_buf: Vec<f16>,
     row_buf: Vec<f32>,
 }
 
@@ -70,6 +75,7 @@ impl InferenceWorker {
             side: spec.crop as usize,
             frame_len: spec.tensor_len(),
             batch_buf: Vec::new(),
+            half_buf: Vec::new(),
             row_buf: Vec::new(),
         };
         let zeros = vec![0f32; spec.tensor_len()];
@@ -105,23 +111,56 @@ impl InferenceWorker {
         }
         // A fixed-batch model gets zero padding after the real frames.
         self.batch_buf.resize(n * self.frame_len, 0.0);
-        let shape = [n, 3, self.side, self.side];
-        let input = TensorRef::from_array_view((shape, self.batch_buf.as_slice()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.io.input.as_str() => input])?;
-        let (shape, data) = outputs[self.io.output.as_str()].try_extract_tensor::<f32>()?;
-        if shape.is_empty() || shape[0] as usize != n || data.len() % n != 0 {
+        let shape = match self.io.layout {
+            Layout::Nchw => [n, 3, self.side, self.side],
+            Layout::Nhwc => [n, self.side, self.side, 3],
+        };
+        let name = self.io.input.as_str();
+        let outputs = match self.io.input_type {
+            Element::F32 => {
+                let input = TensorRef::from_array_view((shape, self.batch_buf.as_slice()))?;
+                self.session.run(ort::inputs![name => input])?
+            }
+            Element::F16 => {
+                self.half_buf.clear();
+                self.half_buf
+                    .extend(self.batch_buf.iter().map(|&v| f16::from_f32(v)));
+                let input = TensorRef::from_array_view((shape, self.half_buf.as_slice()))?;
+                self.session.run(ort::inputs![name => input])?
+            }
+        };
+        let output = &outputs[self.io.output.as_str()];
+        self.row_buf.clear();
+        let shape = match self.io.output_type {
+            Element::F32 => {
+                let (shape, data) = output.try_extract_tensor::<f32>()?;
+                self.row_buf.extend_from_slice(data);
+                shape.to_vec()
+            }
+            Element::F16 => {
+                let (shape, data) = output.try_extract_tensor::<f16>()?;
+                self.row_buf.extend(data.iter().map(|v| v.to_f32()));
+                shape.to_vec()
+            }
+        };
+        let total = self.row_buf.len();
+        if shape.is_empty() || shape[0] as usize != n || !total.is_multiple_of(n) || total == 0 {
             return Err(InferenceError::OutputShape {
                 name: self.io.output.clone(),
-                shape: shape.to_vec(),
+                shape,
                 rows: n,
             });
         }
-        let classes = data.len() / n;
-        self.row_buf.clear();
-        self.row_buf.extend_from_slice(&data[..rows * classes]);
+        let classes = total / n;
+        self.row_buf.truncate(rows * classes);
         Ok(classes)
+    }
+
+    /// Raw model output for up to `max_batch` preprocessed frames, before any softmax:
+    /// returns the number of classes and the rows, one per frame.
+    pub fn logits(&mut self, frames: &[&[f32]]) -> Result<(usize, &[f32]), InferenceError> {
+        let classes = self.run_raw(frames)?;
+        Ok((classes, &self.row_buf))
     }
 
     /// Classifies a batch of preprocessed frames: top-k probabilities per frame, best first.

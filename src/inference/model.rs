@@ -6,7 +6,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
 use crate::config::{ModelConfig, PreprocessConfig};
-use crate::preprocess::PreprocessSpec;
+use crate::preprocess::{Geometry, Layout, PreprocessSpec, ResizeMode};
 
 /// Environment variable naming the ONNX Runtime shared library (as `ort` reads it).
 pub const ORT_LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
@@ -34,7 +34,7 @@ pub enum ModelError {
     },
     #[error("model file {path} is not a usable ONNX model: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("model {path}: input `{input}` has shape {shape}; expected a float32 image [N,3,S,S] (NCHW)")]
+    #[error("model {path}: input `{input}` has type and shape {shape}; expected a 3-channel float32/float16 image, [N,3,S,S] (NCHW) or [N,S,S,3] (NHWC)")]
     UnsupportedInput {
         path: PathBuf,
         input: String,
@@ -108,12 +108,22 @@ pub enum BatchDim {
     Fixed(usize),
 }
 
+/// Element type of a model input or output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element {
+    F32,
+    F16,
+}
+
 /// What the model takes and gives, read from the model itself.
 #[derive(Debug, Clone)]
 pub struct ModelIo {
     pub input: String,
     pub output: String,
     pub batch: BatchDim,
+    pub layout: Layout,
+    pub input_type: Element,
+    pub output_type: Element,
     /// Fixed spatial input size (square), or `None` when dynamic.
     pub side: Option<u32>,
     /// Number of classes in one output row (learnt from a warm-up run).
@@ -148,53 +158,80 @@ pub fn open_session(
         .first()
         .ok_or_else(|| invalid("it has no outputs".into()))?;
 
-    let (batch, side) = match input.dtype() {
-        ValueType::Tensor {
-            ty: TensorElementType::Float32,
-            shape,
-            ..
-        } if shape.len() == 4 && (shape[1] == 3 || shape[1] == -1) && shape[2] == shape[3] => {
-            let batch = if shape[0] > 0 {
-                BatchDim::Fixed(shape[0] as usize)
-            } else {
-                BatchDim::Dynamic
-            };
-            let side = (shape[2] > 0).then_some(shape[2] as u32);
-            (batch, side)
+    let (input_type, layout, batch, side) =
+        image_input(input.dtype()).ok_or_else(|| ModelError::UnsupportedInput {
+            path: cfg.path.clone(),
+            input: input.name().to_owned(),
+            shape: describe(input.dtype()),
+        })?;
+    let output_type = match output.dtype() {
+        ValueType::Tensor { ty, shape, .. }
+            if shape.len() >= 2 && shape[2..].iter().all(|&d| d == 1 || d == -1) =>
+        {
+            element(*ty)
         }
-        other => {
-            return Err(ModelError::UnsupportedInput {
-                path: cfg.path.clone(),
-                input: input.name().to_owned(),
-                shape: describe(other),
-            })
-        }
-    };
-    match output.dtype() {
-        ValueType::Tensor {
-            ty: TensorElementType::Float32,
-            shape,
-            ..
-        } if shape.len() >= 2 && shape[2..].iter().all(|&d| d == 1 || d == -1) => {}
-        other => {
-            return Err(ModelError::UnsupportedOutput {
-                path: cfg.path.clone(),
-                output: output.name().to_owned(),
-                shape: describe(other),
-            })
-        }
+        _ => None,
     }
+    .ok_or_else(|| ModelError::UnsupportedOutput {
+        path: cfg.path.clone(),
+        output: output.name().to_owned(),
+        shape: describe(output.dtype()),
+    })?;
     let io = ModelIo {
         input: input.name().to_owned(),
         output: output.name().to_owned(),
         batch,
+        layout,
+        input_type,
+        output_type,
         side,
         classes: 0,
     };
     Ok((session, io))
 }
 
-/// Applies the model's input size to the configured preprocessing.
+fn element(ty: TensorElementType) -> Option<Element> {
+    match ty {
+        TensorElementType::Float32 => Some(Element::F32),
+        TensorElementType::Float16 => Some(Element::F16),
+        _ => None,
+    }
+}
+
+/// Reads a 3-channel image input: element type, layout, batch dimension and (square)
+/// spatial size. Dynamic dimensions are -1; a dynamic channel dimension is taken as NCHW.
+fn image_input(t: &ValueType) -> Option<(Element, Layout, BatchDim, Option<u32>)> {
+    let ValueType::Tensor { ty, shape, .. } = t else {
+        return None;
+    };
+    if shape.len() != 4 {
+        return None;
+    }
+    let square = |h: i64, w: i64| h == w || h == -1 || w == -1;
+    let (layout, h, w) = if shape[1] == 3 && square(shape[2], shape[3]) {
+        (Layout::Nchw, shape[2], shape[3])
+    } else if shape[3] == 3 && square(shape[1], shape[2]) {
+        (Layout::Nhwc, shape[1], shape[2])
+    } else if shape[1] == -1 && shape[3] != 3 && square(shape[2], shape[3]) {
+        (Layout::Nchw, shape[2], shape[3])
+    } else {
+        return None;
+    };
+    let batch = if shape[0] > 0 {
+        BatchDim::Fixed(shape[0] as usize)
+    } else {
+        BatchDim::Dynamic
+    };
+    let side = h.max(w);
+    Some((
+        element(*ty)?,
+        layout,
+        batch,
+        (side > 0).then_some(side as u32),
+    ))
+}
+
+/// Applies the model's input size and layout to the configured preprocessing.
 pub fn resolve_preprocess(
     cfg: &PreprocessConfig,
     io: &ModelIo,
@@ -207,16 +244,26 @@ pub fn resolve_preprocess(
         (None, Some(side)) => side,
         (None, None) => 224,
     };
-    // torchvision's ratio: Resize(256) before CenterCrop(224).
-    let resize_shorter = cfg
-        .resize_shorter
-        .unwrap_or_else(|| (crop * 256).div_ceil(224));
+    let geometry = match cfg.mode {
+        ResizeMode::ResizeCrop => Geometry::ResizeCrop {
+            resize_shorter: cfg
+                .resize_shorter
+                .unwrap_or_else(|| (f64::from(crop) / cfg.crop_ratio).round() as u32)
+                .max(crop),
+        },
+        ResizeMode::CropResize => Geometry::CropResize {
+            crop_fraction: cfg.crop_fraction.unwrap_or(cfg.crop_ratio),
+        },
+    };
     Ok(PreprocessSpec {
-        resize_shorter: resize_shorter.max(crop),
+        geometry,
         crop,
+        interpolation: cfg.interpolation,
+        scale: cfg.scale,
         mean: cfg.mean,
         std: cfg.std,
         channel_order: cfg.channel_order,
+        layout: io.layout,
     })
 }
 
