@@ -4,46 +4,45 @@
 Usage::
 
     classify.py --model M.onnx --video clip.mp4 --out ref.json
-                [--top-k 5] [--resize-shorter 256] [--crop 224]
-                [--mean 0.485 0.456 0.406] [--std 0.229 0.224 0.225]
-                [--channel-order rgb|bgr]
+                [--preset torchvision|caffe|tf-efficientnet-lite] [--resampler pil|opencv]
+                [--top-k 5]
 
 It shares no code with the daemon: it decodes ``--video`` with OpenCV
-(``cv2.VideoCapture``), classifies every decoded frame (index 0, 1, 2, ... in
-decode order) with ONNX Runtime, and writes the results as JSON for the Rust tests
-to compare against.
+(``cv2.VideoCapture``), prepares every decoded frame (index 0, 1, 2, ... in decode
+order) with Pillow and numpy, classifies it with ONNX Runtime, and writes the results as
+JSON for the Rust tests to compare against.
 
-Preprocessing, per frame (torchvision eval-transform semantics, OpenCV resize):
+Presets (what each model family was evaluated with):
 
-a. Resize so the shorter side is ``resize_shorter``; the longer side becomes
-   ``int(resize_shorter * long / short)`` (truncation, as torchvision's
-   ``Resize(int)`` computes it), with ``cv2.resize(..., interpolation=cv2.INTER_LINEAR)``.
-b. Center crop ``crop`` x ``crop`` at ``top = int(round((h - crop) / 2.0))``,
-   ``left = int(round((w - crop) / 2.0))`` (Python's round, i.e. round half to
-   even, as torchvision's ``CenterCrop``).  A resized frame smaller than the crop
-   is an error (torchvision would pad).
-c. BGR -> RGB when ``--channel-order rgb`` (the default); ``bgr`` keeps OpenCV's order.
-d. ``x = float32(u8) / float32(255.0)``, then ``(x - mean) / std`` with mean and std
-   as float32 per-channel values, all arithmetic in float32.
-e. HWC -> NCHW float32, batch of 1, fed to the model's first input.
+``torchvision``
+    ``Resize(256)`` with Pillow's antialiased BILINEAR, the longer side
+    ``int(256 * long / short)``; ``CenterCrop(224)`` at
+    ``int(round((size - 224) / 2.0))`` (Python's round: half to even); RGB;
+    ``x / 255``; ``(x - mean) / std`` with ImageNet mean and std.
+``caffe``
+    Same geometry; BGR; ``x - [103.939, 116.779, 123.68]`` on 0..255 values.
+``tf-efficientnet-lite``
+    Center crop of side ``int(0.875 * min(h, w))`` at offsets ``(size - side + 1) // 2``
+    (TensorFlow's EfficientNet eval), Pillow BICUBIC resize of that crop to 224x224;
+    RGB; ``(x - 127) / 128``.
 
-Inference: ONNX Runtime, ``CPUExecutionProvider``, ``intra_op_num_threads=1``;
-the first model output is reshaped to [1, classes].  If that row is already a
-probability distribution (all values >= 0 and summing to 1 within 1e-3) it is
-used as is; otherwise a numerically stable softmax (max-subtracted, in float64)
-turns the logits into probabilities.
+``--resampler opencv`` replaces every Pillow resize with ``cv2.resize`` (INTER_LINEAR for
+bilinear, INTER_CUBIC for bicubic): what a pipeline built on OpenCV's plain resize gets.
+
+The model's first input decides the layout (``[N,3,H,W]`` NCHW or ``[N,H,W,3]`` NHWC)
+and the element type (float32 or float16). Inference: ONNX Runtime,
+``CPUExecutionProvider``, ``intra_op_num_threads=1``. If an output row is already a
+probability distribution (all values in [0, 1], sum 1 within 1e-3) it is used as is,
+otherwise a max-subtracted softmax (float64) turns it into probabilities.
 
 Output JSON::
 
-    {"model": "<--model as given>",
+    {"model": "<--model>", "preset": "...", "resampler": "...",
      "frames": [{"frame": 0,
-                 "top": [top_k class indices, by descending probability,
-                         ties broken by the lower index],
+                 "top": [top_k indices, by descending probability, ties: lower index],
                  "scores": [their probabilities],
-                 "probs": [every class probability]}, ...]}
-
-The number of frames is printed to stdout.  Exit status is non-zero if the video
-cannot be opened or yields no frame.
+                 "probs": [every class probability],
+                 "logits": [the raw output row]}, ...]}
 """
 
 from __future__ import annotations
@@ -55,100 +54,119 @@ import sys
 import cv2
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
+
+PRESETS = {
+    "torchvision": dict(mode="resize-crop", resize_shorter=256, crop=224, filter="bilinear",
+                        order="rgb", scale=1.0 / 255.0,
+                        mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    "caffe": dict(mode="resize-crop", resize_shorter=256, crop=224, filter="bilinear",
+                  order="bgr", scale=1.0, mean=[103.939, 116.779, 123.68], std=[1.0, 1.0, 1.0]),
+    "tf-efficientnet-lite": dict(mode="crop-resize", crop_fraction=0.875, crop=224,
+                                 filter="bicubic", order="rgb", scale=1.0,
+                                 mean=[127.0, 127.0, 127.0], std=[128.0, 128.0, 128.0]),
+}
+
+PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+CV_FILTERS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 
 
-def resized_size(w: int, h: int, shorter: int) -> tuple[int, int]:
-    """(new_w, new_h) for torchvision Resize(int): shorter side -> `shorter`."""
-    if w <= h:
-        return shorter, int(shorter * h / w)
-    return int(shorter * w / h), shorter
+def resize(rgb: np.ndarray, size: tuple[int, int], filt: str, resampler: str) -> np.ndarray:
+    """Resize an HxWx3 uint8 RGB array to (w, h)."""
+    if resampler == "pil":
+        return np.asarray(Image.fromarray(rgb).resize(size, PIL_FILTERS[filt]))
+    return cv2.resize(rgb, size, interpolation=CV_FILTERS[filt])
 
 
-def preprocess(frame_bgr: np.ndarray, args: argparse.Namespace,
-               mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    h, w = frame_bgr.shape[:2]
-    new_w, new_h = resized_size(w, h, args.resize_shorter)
-    img = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    crop = args.crop
-    if new_h < crop or new_w < crop:
-        raise SystemExit(f"error: resized frame {new_w}x{new_h} is smaller than crop {crop}")
-    top = int(round((new_h - crop) / 2.0))
-    left = int(round((new_w - crop) / 2.0))
-    img = img[top:top + crop, left:left + crop]
-    if args.channel_order == "rgb":
+def prepare(frame_bgr: np.ndarray, p: dict, resampler: str) -> np.ndarray:
+    """One frame -> HxWx3 float32 in the model's channel order, normalized."""
+    rgb = frame_bgr[:, :, ::-1].copy()
+    h, w = rgb.shape[:2]
+    crop = p["crop"]
+    if p["mode"] == "resize-crop":
+        s = p["resize_shorter"]
+        new_w, new_h = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
+        img = resize(rgb, (new_w, new_h), p["filter"], resampler)
+        top = int(round((new_h - crop) / 2.0))
+        left = int(round((new_w - crop) / 2.0))
+        img = img[top:top + crop, left:left + crop]
+    else:
+        side = int(p["crop_fraction"] * min(h, w))
+        top = (h - side + 1) // 2
+        left = (w - side + 1) // 2
+        img = resize(np.ascontiguousarray(rgb[top:top + side, left:left + side]),
+                     (crop, crop), p["filter"], resampler)
+    if p["order"] == "bgr":
         img = img[:, :, ::-1]
-    x = img.astype(np.float32) / np.float32(255.0)
-    x = (x - mean) / std
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+    x = img.astype(np.float32) * np.float32(p["scale"])
+    mean = np.array(p["mean"], dtype=np.float32)
+    std = np.array(p["std"], dtype=np.float32)
+    return (x - mean) / std
 
 
 def to_probs(row: np.ndarray) -> np.ndarray:
     """Return `row` if it is a probability distribution, else its softmax."""
-    if np.all(row >= 0) and abs(float(row.astype(np.float64).sum()) - 1.0) <= 1e-3:
-        return row
     z = row.astype(np.float64)
+    if np.all(z >= 0) and np.all(z <= 1) and abs(float(z.sum()) - 1.0) <= 1e-3:
+        return z
     e = np.exp(z - z.max())
     return e / e.sum()
 
 
 def top_k(probs: np.ndarray, k: int) -> list[int]:
     """Indices of the k largest probabilities; equal values: lower index first."""
-    order = sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))
-    return order[:k]
+    return sorted(range(len(probs)), key=lambda i: (-float(probs[i]), i))[:k]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Reference per-frame classifier (OpenCV + ONNX Runtime).")
+def main() -> int:
+    ap = argparse.ArgumentParser(description="Reference per-frame classifier (Pillow + ONNX Runtime).")
     ap.add_argument("--model", required=True)
     ap.add_argument("--video", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="torchvision")
+    ap.add_argument("--resampler", choices=["pil", "opencv"], default="pil")
     ap.add_argument("--top-k", type=int, default=5)
-    ap.add_argument("--resize-shorter", type=int, default=256)
-    ap.add_argument("--crop", type=int, default=224)
-    ap.add_argument("--mean", type=float, nargs=3, default=[0.485, 0.456, 0.406])
-    ap.add_argument("--std", type=float, nargs=3, default=[0.229, 0.224, 0.225])
-    ap.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb")
     args = ap.parse_args()
-
-    mean = np.array(args.mean, dtype=np.float32)
-    std = np.array(args.std, dtype=np.float32)
+    p = PRESETS[args.preset]
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
-    input_name = sess.get_inputs()[0].name
+    inp = sess.get_inputs()[0]
+    nhwc = len(inp.shape) == 4 and inp.shape[3] == 3 and inp.shape[1] != 3
+    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
     output_name = sess.get_outputs()[0].name
 
     cap = cv2.VideoCapture(args.video)
     if not cap.isOpened():
         raise SystemExit(f"error: cannot open video {args.video}")
-
     frames = []
-    index = 0
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        x = preprocess(frame, args, mean, std)
-        (out,) = sess.run([output_name], {input_name: x})
-        row = np.asarray(out).reshape(1, -1)[0]
+        x = prepare(frame, p, args.resampler)
+        x = x[None] if nhwc else x.transpose(2, 0, 1)[None]
+        (out,) = sess.run([output_name], {inp.name: np.ascontiguousarray(x, dtype=dtype)})
+        row = np.asarray(out, dtype=np.float32).reshape(1, -1)[0]
         probs = to_probs(row)
         top = top_k(probs, args.top_k)
         frames.append({
-            "frame": index,
+            "frame": len(frames),
             "top": top,
             "scores": [float(probs[i]) for i in top],
-            "probs": [float(p) for p in probs],
+            "probs": [float(v) for v in probs],
+            "logits": [float(v) for v in row],
         })
-        index += 1
     cap.release()
     if not frames:
         raise SystemExit(f"error: no frame decoded from {args.video}")
-
     with open(args.out, "w") as fh:
-        json.dump({"model": args.model, "frames": frames}, fh)
-    print(f"{len(frames)} frames")
+        json.dump({"model": args.model, "preset": args.preset, "resampler": args.resampler,
+                   "frames": frames}, fh)
+    print(f"{len(frames)} frames, preset {args.preset}, resampler {args.resampler}")
+    return 0
 
 
 if __name__ == "__main__":
