@@ -1,0 +1,212 @@
+//! Faithful to the model: on real footage (a clip of real photos with zoom and pan), the
+//! daemon's own decode → preprocess → inference code gives the same answers as an
+//! independent Python reference that resizes with Pillow, as the models were evaluated.
+//!
+//! Figures are printed (run with `--nocapture`), next to what OpenCV's plain resize gets
+//! against the same reference.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use opencv::prelude::*;
+use opencv::videoio::{VideoCapture, CAP_FFMPEG};
+use serde_json::Value;
+use streamclassd::config::Config;
+use streamclassd::inference::{load_runtime, InferenceWorker, Runtime};
+use streamclassd::labels::Labels;
+use streamclassd::preprocess::Preprocessor;
+
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| load_runtime(Some(&common::ort_library())).expect("ONNX Runtime"))
+}
+
+fn photos() -> PathBuf {
+    common::fixtures().join("photos.mp4")
+}
+
+/// Raw output rows, one per frame of `video`, through the daemon's own stages.
+fn daemon_logits(model: &Path, preprocess: &str, video: &Path) -> Vec<Vec<f32>> {
+    let text = format!(
+        "[model]\npath = {:?}\nthreads = 2\n[model.preprocess]\n{preprocess}\n\
+         [[camera]]\nid = \"x\"\nsource = \"x\"\n",
+        model.display().to_string()
+    );
+    let cfg = Config::parse(&text, Path::new(".")).expect("config").model;
+    let (mut worker, spec) = InferenceWorker::open(&cfg, runtime()).expect("model");
+    let mut pre = Preprocessor::new(spec);
+    let mut cap = VideoCapture::from_file(video, CAP_FFMPEG).expect("open");
+    let mut tensor = vec![0f32; spec.tensor_len()];
+    let mut rows = Vec::new();
+    loop {
+        let mut frame = opencv::core::Mat::default();
+        if !cap.read(&mut frame).expect("read") || frame.empty() {
+            break;
+        }
+        pre.run_into(&frame, &mut tensor).expect("preprocess");
+        let (_, row) = worker.logits(&[tensor.as_slice()]).expect("inference");
+        rows.push(row.to_vec());
+    }
+    rows
+}
+
+fn reference_logits(name: &str) -> Vec<Vec<f32>> {
+    let text = std::fs::read_to_string(common::fixtures().join(name)).expect(name);
+    let v: Value = serde_json::from_str(&text).expect("json");
+    v["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .map(|f| {
+            f["logits"]
+                .as_array()
+                .expect("logits")
+                .iter()
+                .map(|x| x.as_f64().expect("float") as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn top(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+#[derive(Debug)]
+struct Agreement {
+    frames: usize,
+    top1: f64,
+    top5_set: f64,
+    cos_min: f64,
+    cos_mean: f64,
+}
+
+fn agreement(got: &[Vec<f32>], want: &[Vec<f32>]) -> Agreement {
+    assert_eq!(got.len(), want.len(), "frame counts differ");
+    let n = got.len();
+    let (mut t1, mut t5, mut cmin, mut csum) = (0usize, 0usize, f64::INFINITY, 0f64);
+    for (g, w) in got.iter().zip(want) {
+        t1 += usize::from(top(g, 1) == top(w, 1));
+        let (mut a, mut b) = (top(g, 5), top(w, 5));
+        a.sort_unstable();
+        b.sort_unstable();
+        t5 += usize::from(a == b);
+        let c = cosine(g, w);
+        cmin = cmin.min(c);
+        csum += c;
+    }
+    Agreement {
+        frames: n,
+        top1: t1 as f64 / n as f64,
+        top5_set: t5 as f64 / n as f64,
+        cos_min: cmin,
+        cos_mean: csum / n as f64,
+    }
+}
+
+fn report(what: &str, a: &Agreement) {
+    eprintln!(
+        "{what}: {} frames, top-1 identical {:.2}%, top-5 set identical {:.2}%, \
+         cosine min {:.6} mean {:.6}",
+        a.frames,
+        a.top1 * 100.0,
+        a.top5_set * 100.0,
+        a.cos_min,
+        a.cos_mean
+    );
+}
+
+/// The issue's bar: top-1 ≥ 99.5%, top-5 set ≥ 98%, cosine ≥ 0.999 (here on every frame).
+fn assert_faithful(a: &Agreement) {
+    assert!(a.top1 >= 0.995, "{a:?}");
+    assert!(a.top5_set >= 0.98, "{a:?}");
+    assert!(a.cos_min >= 0.999, "{a:?}");
+}
+
+#[test]
+fn tf_efficientnet_lite_preset_matches_the_pillow_reference_on_real_photos() {
+    let model = common::repo().join("models/efficientnet-lite0.onnx");
+    let got = daemon_logits(&model, "preset = \"tf-efficientnet-lite\"", &photos());
+    let pil = reference_logits("ref-effnet-pil.json");
+    let ours = agreement(&got, &pil);
+    report(
+        "EfficientNet-Lite0 tf-efficientnet-lite, streamclassd vs Pillow reference",
+        &ours,
+    );
+    report(
+        "EfficientNet-Lite0 tf-efficientnet-lite, OpenCV resize vs Pillow reference",
+        &agreement(&reference_logits("ref-effnet-opencv.json"), &pil),
+    );
+    assert_faithful(&ours);
+
+    // The weights are real: every photo segment of the clip (20 frames each, see
+    // scripts/make_photo_clip.py) is recognised.
+    let labels = Labels::load(&streamclassd::config::LabelsSource::ImageNet).expect("labels");
+    let expected: [&[&str]; 5] = [
+        &["tabby", "tiger cat", "Egyptian cat"],
+        &["espresso", "cup", "coffee mug"],
+        &["missile", "projectile", "space shuttle"],
+        &["moped", "motor scooter"],
+        &["tripod", "reflex camera"],
+    ];
+    for (segment, names) in expected.iter().enumerate() {
+        let frames = &got[segment * 20..(segment + 1) * 20];
+        let hits = frames
+            .iter()
+            .filter(|row| names.contains(&labels.get(top(row, 1)[0])))
+            .count();
+        assert!(
+            hits >= 16,
+            "segment {segment} ({names:?}): top-1 right on {hits}/20"
+        );
+        for row in frames {
+            let top5: Vec<&str> = top(row, 5).into_iter().map(|i| labels.get(i)).collect();
+            assert!(
+                top5.iter().any(|l| names.contains(l)),
+                "segment {segment}: {top5:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn torchvision_preset_matches_the_pillow_reference_on_real_photos() {
+    let model = common::fixtures().join("resnet18.onnx");
+    let got = daemon_logits(&model, "preset = \"torchvision\"", &photos());
+    let pil = reference_logits("ref-resnet18-pil.json");
+    let ours = agreement(&got, &pil);
+    report(
+        "ResNet-18 torchvision, streamclassd vs Pillow reference",
+        &ours,
+    );
+    report(
+        "ResNet-18 torchvision, OpenCV resize vs Pillow reference",
+        &agreement(&reference_logits("ref-resnet18-opencv.json"), &pil),
+    );
+    assert_faithful(&ours);
+}
+
+#[test]
+fn caffe_preset_matches_the_reference() {
+    let model = common::fixtures().join("resnet18.onnx");
+    let got = daemon_logits(&model, "preset = \"caffe\"", &photos());
+    let ours = agreement(&got, &reference_logits("ref-resnet18-caffe.json"));
+    report("ResNet-18 caffe preset, streamclassd vs reference", &ours);
+    assert_faithful(&ours);
+}
