@@ -23,7 +23,9 @@ fn variant(suffix: &str) -> PathBuf {
     common::fixtures().join(format!("efficientnet-lite0{suffix}.onnx"))
 }
 
-fn open(model: &Path) -> Result<(InferenceWorker, streamclassd::preprocess::PreprocessSpec), ModelError> {
+fn open(
+    model: &Path,
+) -> Result<(InferenceWorker, streamclassd::preprocess::PreprocessSpec), ModelError> {
     let text = format!(
         "[model]\npath = {:?}\nthreads = 2\n[model.preprocess]\npreset = \"tf-efficientnet-lite\"\n\
          [[camera]]\nid = \"x\"\nsource = \"x\"\n",
@@ -84,7 +86,11 @@ fn nhwc_model_gives_the_same_logits() {
     assert_eq!(layout, Layout::Nhwc, "layout read from the model");
     assert_eq!(rows.len(), base().len());
     for (a, b) in rows.iter().zip(base()) {
-        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(worst < 1e-3, "NHWC logits differ by {worst}");
     }
 }
@@ -95,7 +101,11 @@ fn float16_model_is_fed_float16_and_agrees() {
     for (a, b) in rows.iter().zip(base()) {
         assert_eq!(argmax(a), argmax(b));
         // float16 keeps ~3 significant digits: logits of magnitude ~10 move by ~0.01-0.05.
-        let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(worst < 0.25, "fp16 logits differ by {worst}");
     }
 }
@@ -130,16 +140,27 @@ fn int8_qdq_model_runs_and_mostly_agrees_with_float32() {
         .filter(|(a, b)| argmax(a) == argmax(b))
         .count();
     eprintln!("INT8 vs FP32 top-1 agreement: {same}/{} frames", rows.len());
-    assert!(same * 10 >= rows.len() * 8, "INT8 top-1 agrees on only {same}/{}", rows.len());
+    assert!(
+        same * 10 >= rows.len() * 8,
+        "INT8 top-1 agrees on only {same}/{}",
+        rows.len()
+    );
 }
 
 #[test]
 fn a_model_without_an_image_input_is_a_clear_error() {
-    let err = open(&variant("-bad-input")).err().expect("must be rejected");
+    let err = open(&variant("-bad-input"))
+        .err()
+        .expect("must be rejected");
     let text = err.to_string();
     assert!(matches!(err, ModelError::UnsupportedInput { .. }), "{text}");
-    assert!(text.contains("[-1, 1, 28, 28]") || text.contains("1, 28, 28"), "{text}");
+    assert!(
+        text.contains("[-1, 1, 28, 28]") || text.contains("1, 28, 28"),
+        "{text}"
+    );
     assert!(text.contains("3-channel"), "{text}");
-    let err = open(&variant("-bad-output")).err().expect("must be rejected");
+    let err = open(&variant("-bad-output"))
+        .err()
+        .expect("must be rejected");
     assert!(matches!(err, ModelError::UnsupportedOutput { .. }), "{err}");
 }
