@@ -19,7 +19,8 @@
 //!
 //! Module map: [`config`] (TOML → checked config), [`capture`], [`preprocess`],
 //! [`inference`], [`publish`] (one module per stage), [`messages`] (what travels between
-//! stages), [`labels`] (class names), [`pipeline`] (wiring, start-up checks, shutdown).
+//! stages), [`labels`] (class names), [`status`] (per-camera state for the status topic),
+//! [`pipeline`] (wiring, start-up checks, shutdown).
 
 pub mod capture;
 pub mod config;
@@ -29,3 +30,4 @@ pub mod messages;
 pub mod pipeline;
 pub mod preprocess;
 pub mod publish;
+pub mod status;

@@ -22,7 +22,9 @@ use crate::config::Config;
 use crate::inference::{self, InferenceWorker, ModelError};
 use crate::labels::{Labels, LabelsError};
 use crate::preprocess::{self, Preprocessor};
+use crate::publish::spool::{Restored, Spool};
 use crate::publish::{PublishReport, Publisher};
+use crate::status::StatusBoard;
 
 /// Exit codes (sysexits.h), documented in the README.
 pub mod exit {
@@ -38,6 +40,8 @@ pub mod exit {
     pub const SOFTWARE: i32 = 70;
     /// The operating system refused a thread or runtime.
     pub const OSERR: i32 = 71;
+    /// The spool directory cannot be created or read.
+    pub const CANTCREAT: i32 = 73;
     /// Messages could not be delivered to the broker before the grace period ended.
     pub const TEMPFAIL: i32 = 75;
 }
@@ -49,6 +53,16 @@ pub enum RunError {
         index: usize,
         id: String,
         path: PathBuf,
+    },
+    #[error("mqtt.password_file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mqtt.spool_dir {path}: {source}")]
+    Spool {
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -63,14 +77,15 @@ pub enum RunError {
     StageFailed(usize),
     #[error("{0} camera(s) could not read their source file; see the log")]
     CameraFailed(usize),
-    #[error("{0} message(s) were not confirmed by the MQTT broker before the grace period ended")]
-    Undelivered(u64),
+    #[error("{0} message(s) were not confirmed by the MQTT broker before the grace period ended (set mqtt.spool_dir to keep them)")]
+    Undelivered(usize),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::SourceMissing { .. } => exit::NOINPUT,
+            RunError::SourceMissing { .. } | RunError::PasswordFile { .. } => exit::NOINPUT,
+            RunError::Spool { .. } => exit::CANTCREAT,
             RunError::Model(ModelError::RuntimeMissing(_) | ModelError::RuntimeLoad { .. }) => {
                 exit::UNAVAILABLE
             }
@@ -102,6 +117,20 @@ pub struct Summary {
     pub publish: PublishReport,
 }
 
+/// The first line of a password file (trailing newline and spaces removed).
+fn read_password(path: &std::path::Path) -> Result<String, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::PasswordFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned())
+}
+
 fn spawn<T: Send + 'static>(
     name: String,
     f: impl FnOnce() -> T + Send + 'static,
@@ -124,6 +153,25 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
                 });
             }
         }
+    }
+    let password = match &cfg.mqtt.password_file {
+        Some(path) => Some(read_password(path)?),
+        None => None,
+    };
+    let restored = match &cfg.mqtt.spool_dir {
+        Some(dir) => Spool::new(dir)
+            .load(|id| cfg.cameras.iter().position(|c| c.id == id))
+            .map_err(|source| RunError::Spool {
+                path: dir.clone(),
+                source,
+            })?,
+        None => Restored::default(),
+    };
+    if restored.unreadable > 0 {
+        tracing::warn!(
+            unreadable = restored.unreadable,
+            "damaged lines in the spool were skipped"
+        );
     }
     let runtime = inference::load_runtime(opts.ort_library.as_deref())?;
     tracing::info!(library = %runtime.library.display(), "ONNX Runtime loaded");
@@ -153,13 +201,17 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     let (prep_txs, prep_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| bounded(1)).unzip();
     let (class_tx, class_rx) = bounded(256);
 
+    let status = Arc::new(StatusBoard::new(n));
     let publisher = Publisher {
         mqtt: cfg.mqtt.clone(),
+        password,
         cameras: ids.clone(),
         model: cfg.model.name.clone(),
         labels,
         grace: opts.shutdown_grace,
         cancel: cancel.clone(),
+        status: status.clone(),
+        restored,
     };
     let publish = spawn("publish".into(), move || {
         let _span = tracing::info_span!("publish").entered();
@@ -193,9 +245,9 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         let capture = Capture {
             camera: i,
             id: id.clone(),
-            source: cam.source.clone(),
-            fps: cam.fps,
+            config: cam.clone(),
             cancel: cancel.clone(),
+            status: status.clone(),
         };
         captures.push(spawn(format!("cap-{id}"), move || {
             let _span = tracing::info_span!("capture", camera = %capture.id).entered();
@@ -244,8 +296,15 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             }
         }
     }
+    let mut preprocessed = Vec::with_capacity(n);
     for h in preprocessors {
-        panicked += usize::from(h.join().is_err());
+        match h.join() {
+            Ok(count) => preprocessed.push(count),
+            Err(_) => {
+                panicked += 1;
+                preprocessed.push(0);
+            }
+        }
     }
     panicked += usize::from(inference.join().is_err());
     let publish = match publish.join() {
@@ -282,7 +341,21 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     if failed > 0 {
         return Err(RunError::CameraFailed(failed));
     }
-    let undelivered = summary.publish.unconfirmed + summary.publish.abandoned;
+    for (i, id) in ids.iter().enumerate() {
+        let st = status.snapshot(i).map(|(_, s)| s).unwrap_or_default();
+        tracing::info!(
+            camera = %id,
+            frames = st.frames,
+            preprocessed = preprocessed[i],
+            published = summary.publish.published.get(i).copied().unwrap_or(0),
+            dropped = st.dropped,
+            decode_errors = st.decode_errors,
+            reconnects = st.reconnects,
+            outbox_dropped = summary.publish.outbox_dropped.get(i).copied().unwrap_or(0),
+            "camera summary"
+        );
+    }
+    let undelivered = summary.publish.unconfirmed;
     if undelivered > 0 {
         return Err(RunError::Undelivered(undelivered));
     }

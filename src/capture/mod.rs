@@ -22,11 +22,10 @@ use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
+use crate::config::CameraConfig;
 use crate::messages::Frame;
+use crate::status::{CameraState, StatusBoard};
 
-/// Bounds on how long OpenCV may block.
-const OPEN_TIMEOUT_MS: i32 = 10_000;
-const READ_TIMEOUT_MS: i32 = 5_000;
 /// Consecutive failed reads after which a file is taken to have ended (a damaged file can
 /// fail a few reads and then continue).
 const FILE_EOF_AFTER: u32 = 8;
@@ -143,20 +142,28 @@ impl Backoff {
 pub struct Capture {
     pub camera: usize,
     pub id: Arc<str>,
-    pub source: Source,
-    pub fps: f64,
+    pub config: CameraConfig,
     pub cancel: Arc<AtomicBool>,
+    pub status: Arc<StatusBoard>,
+}
+
+fn millis(d: Duration) -> i32 {
+    d.as_millis().min(i32::MAX as u128) as i32
 }
 
 impl Capture {
+    fn source(&self) -> &Source {
+        &self.config.source
+    }
+
     fn open(&self) -> Result<VideoCapture, String> {
         let timeouts = Vector::from_slice(&[
             videoio::CAP_PROP_OPEN_TIMEOUT_MSEC,
-            OPEN_TIMEOUT_MS,
+            millis(self.config.open_timeout),
             videoio::CAP_PROP_READ_TIMEOUT_MSEC,
-            READ_TIMEOUT_MS,
+            millis(self.config.stall_timeout),
         ]);
-        let cap = match &self.source {
+        let cap = match self.source() {
             Source::Network(url) => {
                 VideoCapture::from_file_with_params(url, videoio::CAP_FFMPEG, &timeouts)
             }
@@ -170,11 +177,11 @@ impl Capture {
                 VideoCapture::from_file_with_params(p, videoio::CAP_FFMPEG, &Vector::new())
             }
         }
-        .map_err(|e| scrub(&e.to_string(), &self.source))?;
+        .map_err(|e| scrub(&e.to_string(), self.source()))?;
         match cap.is_opened() {
             Ok(true) => Ok(cap),
             Ok(false) => Err("cannot open the source".to_owned()),
-            Err(e) => Err(scrub(&e.to_string(), &self.source)),
+            Err(e) => Err(scrub(&e.to_string(), self.source())),
         }
     }
 
@@ -195,27 +202,52 @@ impl Capture {
         false
     }
 
+    fn state(&self, state: CameraState, error: Option<String>) {
+        self.status.set_state(self.camera, state, error);
+    }
+
+    /// Waits out a backoff delay after a failure, reporting it. Returns false if
+    /// cancelled meanwhile.
+    fn back_off(
+        &self,
+        backoff: &mut Backoff,
+        state: CameraState,
+        error: String,
+        what: &str,
+    ) -> bool {
+        let delay = backoff.next_delay();
+        let attempt = self
+            .status
+            .snapshot(self.camera)
+            .map_or(0, |(_, s)| s.reconnects)
+            + 1;
+        self.status.count(self.camera, |s| s.reconnects += 1);
+        tracing::warn!(camera = %self.id, source = %self.source(), attempt,
+            retry_in_ms = delay.as_millis() as u64, error = %error, "{what}");
+        self.state(state, Some(error));
+        self.sleep(delay)
+    }
+
     /// The capture thread. Runs until the file ends, shutdown is requested, or the
     /// pipeline behind it goes away.
     pub fn run(self, sink: FrameSink) -> CaptureEnd {
-        let live = self.source.is_live();
-        let mut gate = FpsGate::new(self.fps);
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let live = self.source().is_live();
+        let mut gate = FpsGate::new(self.config.fps);
+        let mut backoff = Backoff::new(Duration::from_millis(500), self.config.reconnect_max);
         let started = Instant::now();
         let mut index: u64 = 0;
         let mut dropped: u64 = 0;
-        let mut attempts: u32 = 0;
 
         while !self.cancelled() {
             let mut cap = match self.open() {
                 Ok(cap) => cap,
-                Err(e) if !live => return CaptureEnd::Failed(e),
+                Err(e) if !live => {
+                    self.state(CameraState::Failed, Some(e.clone()));
+                    return CaptureEnd::Failed(e);
+                }
                 Err(e) => {
-                    attempts += 1;
-                    let delay = backoff.next_delay();
-                    tracing::warn!(camera = %self.id, source = %self.source, attempt = attempts,
-                        retry_in_ms = delay.as_millis() as u64, error = %e, "cannot open source");
-                    if !self.sleep(delay) {
+                    let what = "cannot open source; retrying";
+                    if !self.back_off(&mut backoff, CameraState::Reconnecting, e, what) {
                         break;
                     }
                     continue;
@@ -226,33 +258,72 @@ impl Capture {
                 .ok()
                 .filter(|f| f.is_finite() && *f > 0.0)
                 .unwrap_or(25.0);
-            tracing::info!(camera = %self.id, source = %self.source, source_fps, "source opened");
+            tracing::info!(camera = %self.id, source = %self.source(), source_fps, "source opened");
+            let opened_at = Instant::now();
+            let first_index = index;
             let mut failures = 0u32;
-            let mut streamed = false;
+            let mut last_frame = Instant::now();
+            let mut lost: Option<(CameraState, String)> = None;
             while !self.cancelled() {
                 let mut image = Mat::default();
+                let read_started = Instant::now();
                 let ok = matches!(cap.read(&mut image), Ok(true)) && !image.empty();
                 if !ok {
                     failures += 1;
-                    if live || failures >= FILE_EOF_AFTER {
+                    if live {
+                        let waited = read_started.elapsed();
+                        lost = Some(
+                            if waited >= self.config.stall_timeout.mul_f64(0.9)
+                                || last_frame.elapsed() >= self.config.stall_timeout
+                            {
+                                (
+                                    CameraState::Stalled,
+                                    format!(
+                                        "no frame for {:.1} s",
+                                        last_frame.elapsed().as_secs_f64()
+                                    ),
+                                )
+                            } else {
+                                (
+                                    CameraState::Reconnecting,
+                                    "stream ended or failed".to_owned(),
+                                )
+                            },
+                        );
+                        break;
+                    }
+                    if failures >= FILE_EOF_AFTER {
                         break;
                     }
                     continue;
                 }
-                failures = 0;
-                if !streamed {
-                    streamed = true;
+                if failures > 0 {
+                    // Reads failed and then the file went on: those were damaged frames.
+                    self.status
+                        .count(self.camera, |s| s.decode_errors += u64::from(failures));
+                    tracing::warn!(camera = %self.id, skipped = failures, "undecodable frames skipped");
+                    failures = 0;
+                }
+                last_frame = Instant::now();
+                if index == first_index {
                     backoff.reset();
-                    attempts = 0;
+                    self.state(CameraState::Streaming, None);
                 }
                 let frame_index = index;
                 index += 1;
+                self.status.count(self.camera, |s| s.frames = index);
                 // Files are paced by their own timeline, live sources by the clock.
                 let t = if live {
                     started.elapsed().as_secs_f64()
                 } else {
-                    frame_index as f64 / source_fps
+                    (frame_index - first_index) as f64 / source_fps
                 };
+                if self.config.realtime {
+                    let due = opened_at + Duration::from_secs_f64(t);
+                    if !self.sleep(due.saturating_duration_since(Instant::now())) {
+                        break;
+                    }
+                }
                 if !gate.admit(t) {
                     continue;
                 }
@@ -266,14 +337,19 @@ impl Capture {
                     image,
                 };
                 match sink.send(frame) {
-                    Ok(true) => dropped += 1,
+                    Ok(true) => {
+                        dropped += 1;
+                        self.status.count(self.camera, |s| s.dropped = dropped);
+                    }
                     Ok(false) => {}
                     Err(()) => return CaptureEnd::Stopped { frames: index },
                 }
             }
+            drop(cap);
             if !live {
                 if !self.cancelled() {
                     tracing::info!(camera = %self.id, frames = index, "file finished");
+                    self.state(CameraState::Finished, None);
                     return CaptureEnd::Finished { frames: index };
                 }
                 break;
@@ -281,12 +357,13 @@ impl Capture {
             if self.cancelled() {
                 break;
             }
-            attempts += 1;
-            let delay = backoff.next_delay();
-            tracing::warn!(camera = %self.id, source = %self.source, attempt = attempts,
-                retry_in_ms = delay.as_millis() as u64, "stream lost or stalled; reopening");
-            drop(cap);
-            if !self.sleep(delay) {
+            let (state, error) =
+                lost.unwrap_or((CameraState::Reconnecting, "stream ended".to_owned()));
+            let what = match state {
+                CameraState::Stalled => "source stalled; reopening",
+                _ => "stream lost; reopening",
+            };
+            if !self.back_off(&mut backoff, state, error, what) {
                 break;
             }
         }

@@ -8,6 +8,7 @@ pub mod raw;
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -33,6 +34,10 @@ pub struct MqttConfig {
     pub qos: u8,
     pub client_id: String,
     pub keep_alive_s: u16,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub outbox_max: usize,
+    pub spool_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +85,11 @@ pub struct CameraConfig {
     pub source: Source,
     /// Frames per second to classify; 0 = every frame.
     pub fps: f64,
+    /// File sources: pace reading at the video's frame rate.
+    pub realtime: bool,
+    pub stall_timeout: Duration,
+    pub open_timeout: Duration,
+    pub reconnect_max: Duration,
 }
 
 pub use crate::preprocess::preset::{IMAGENET_MEAN, IMAGENET_STD};
@@ -180,7 +190,7 @@ impl Config {
             None => v.problem("camera", "at least one `[[camera]]` is required"),
         }
 
-        let mqtt = mqtt.and_then(|m| v.mqtt(m));
+        let mqtt = mqtt.and_then(|m| v.mqtt(m, base));
         let model = model.and_then(|m| v.model(m, base));
         let cameras: Vec<_> = cameras
             .into_iter()
@@ -250,7 +260,7 @@ impl Validator {
         }
     }
 
-    fn mqtt(&mut self, m: RawMqtt) -> Option<MqttConfig> {
+    fn mqtt(&mut self, m: RawMqtt, base: &Path) -> Option<MqttConfig> {
         if m.host.trim().is_empty() {
             self.problem("mqtt.host", "must not be empty");
         }
@@ -276,6 +286,13 @@ impl Validator {
             }
         }
         let client_id = m.client_id.unwrap_or_else(default_client_id);
+        if m.username.as_deref() == Some("") {
+            self.problem("mqtt.username", "must not be empty (leave it out for none)");
+        }
+        if m.password_file.is_some() && m.username.is_none() {
+            self.problem("mqtt.password_file", "needs mqtt.username");
+        }
+        let outbox_max = self.range("mqtt.outbox_max", m.outbox_max, 1, 10_000_000);
         Some(MqttConfig {
             host: m.host,
             port: port? as u16,
@@ -283,7 +300,23 @@ impl Validator {
             qos: qos? as u8,
             client_id,
             keep_alive_s: keep_alive? as u16,
+            username: m.username,
+            password_file: m.password_file.map(|p| base.join(p)),
+            outbox_max: outbox_max? as usize,
+            spool_dir: m.spool_dir.map(|p| base.join(p)),
         })
+    }
+
+    fn seconds(&mut self, field: String, value: f64, lo: f64, hi: f64) -> Option<Duration> {
+        if value.is_finite() && (lo..=hi).contains(&value) {
+            Some(Duration::from_secs_f64(value))
+        } else {
+            self.problem(
+                field,
+                format!("{value} must be between {lo} and {hi} seconds"),
+            );
+            None
+        }
     }
 
     fn model(&mut self, m: RawModel, base: &Path) -> Option<ModelConfig> {
@@ -438,10 +471,45 @@ impl Validator {
             );
             ok = false;
         }
-        ok.then(|| CameraConfig {
-            source: Source::parse(&c.source, base),
+        let source = Source::parse(&c.source, base);
+        if c.realtime && source.is_live() {
+            self.problem(
+                format!("camera[{i}].realtime"),
+                "only for file sources (live sources are real time already)",
+            );
+            ok = false;
+        }
+        let stall = self.seconds(
+            format!("camera[{i}].stall_timeout_s"),
+            c.stall_timeout_s,
+            0.5,
+            600.0,
+        );
+        let open = self.seconds(
+            format!("camera[{i}].open_timeout_s"),
+            c.open_timeout_s,
+            0.5,
+            600.0,
+        );
+        let reconnect = self.seconds(
+            format!("camera[{i}].reconnect_max_s"),
+            c.reconnect_max_s,
+            1.0,
+            3600.0,
+        );
+        let (Some(stall_timeout), Some(open_timeout), Some(reconnect_max)) =
+            (stall, open, reconnect)
+        else {
+            return None;
+        };
+        ok.then_some(CameraConfig {
+            source,
             id: c.id,
             fps: c.fps,
+            realtime: c.realtime,
+            stall_timeout,
+            open_timeout,
+            reconnect_max,
         })
     }
 

@@ -30,6 +30,18 @@ pub struct RawMqtt {
     /// MQTT keep-alive interval in seconds.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: i64,
+    /// User name for the broker, if it requires one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (its first line), so the config never contains it.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// Label messages that may wait for the broker; beyond this the oldest are dropped.
+    #[serde(default = "default_outbox_max")]
+    pub outbox_max: i64,
+    /// Directory where undelivered messages and sequence numbers survive a restart.
+    #[serde(default)]
+    pub spool_dir: Option<String>,
 }
 
 impl Default for RawMqtt {
@@ -41,6 +53,10 @@ impl Default for RawMqtt {
             qos: default_qos(),
             client_id: None,
             keep_alive_s: default_keep_alive(),
+            username: None,
+            password_file: None,
+            outbox_max: default_outbox_max(),
+            spool_dir: None,
         }
     }
 }
@@ -120,6 +136,18 @@ pub struct RawCamera {
     /// Frames per second to classify; 0 classifies every frame.
     #[serde(default)]
     pub fps: f64,
+    /// Files only: read at the video's own frame rate, like a live camera (no frame lost).
+    #[serde(default)]
+    pub realtime: bool,
+    /// A live source that delivers no frame for this long is reopened (state `stalled`).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_s: f64,
+    /// Longest time opening a source may take.
+    #[serde(default = "default_open_timeout")]
+    pub open_timeout_s: f64,
+    /// Cap of the exponential backoff between reopen attempts.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_s: f64,
 }
 
 fn default_host() -> String {
@@ -148,4 +176,16 @@ fn default_threads() -> i64 {
 }
 fn default_max_batch() -> i64 {
     4
+}
+fn default_outbox_max() -> i64 {
+    10_000
+}
+fn default_stall_timeout() -> f64 {
+    5.0
+}
+fn default_open_timeout() -> f64 {
+    10.0
+}
+fn default_reconnect_max() -> f64 {
+    30.0
 }

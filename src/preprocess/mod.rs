@@ -286,10 +286,13 @@ impl Preprocessor {
 
 /// The preprocess thread of one camera: frames in, tensors out, until the capture side
 /// hangs up. Sending blocks: the inference edge is where live cameras wait, while their
-/// capture edge keeps only the newest frame.
-pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>) {
+/// capture edge keeps only the newest frame. Returns how many frames entered
+/// preprocessing.
+pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>) -> u64 {
     let len = pre.spec().tensor_len();
+    let mut entered = 0;
     for frame in rx {
+        entered += 1;
         let started = Instant::now();
         let mut tensor = vec![0f32; len];
         if let Err(e) = pre.run_into(&frame.image, &mut tensor) {
@@ -306,6 +309,7 @@ pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>) {
             break;
         }
     }
+    entered
 }
 
 #[cfg(test)]

@@ -1,24 +1,32 @@
-//! Stage 4: publish each classification to MQTT with rumqttc on a small tokio runtime.
+//! Stage 4: publish classifications and camera states to MQTT (rumqttc on tokio).
 //!
-//! The publisher thread takes classifications off its channel, numbers them per camera
-//! (`seq`, contiguous from 0), encodes them and hands them to the rumqttc client. One tokio
-//! task drives the event loop: it counts acknowledgements, announces `online` (retained) on
-//! every connection, and reconnects with capped, jittered backoff (rumqttc itself would
-//! retry at once). The Last Will publishes `offline` if the daemon dies.
+//! The publisher thread numbers each camera's classifications (`seq`), encodes them and
+//! puts them in the [`outbox::Outbox`]; it never waits for the broker, so a broker outage
+//! does not slow the pipeline. Two tokio tasks move messages on:
+//! - the feeder hands messages from the outbox to the rumqttc client while connected,
+//!   keeping at most [`WINDOW`] in flight;
+//! - the driver polls the rumqttc event loop, reports writes and acknowledgements to the
+//!   outbox, announces `online` on every connection and reconnects with capped, jittered
+//!   backoff (rumqttc itself would retry at once).
 //!
-//! At shutdown the channel disconnects once every earlier stage has drained; then
-//! `offline` is published and the thread waits, within the grace period, until the broker
-//! has acknowledged everything (QoS ≥ 1) or it has been written (QoS 0), and disconnects.
+//! A message leaves the outbox only once the broker confirmed it (QoS ≥ 1) or it was
+//! written (QoS 0). At shutdown, once every earlier stage has drained, `offline` is
+//! published and the thread waits, within the grace period, for the outbox to empty;
+//! whatever is left is written to the spool (`[mqtt] spool_dir`) or reported as lost.
 
+pub mod outbox;
 pub mod payload;
+pub mod spool;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{select, Receiver};
 use rumqttc::{
-    AsyncClient, ClientError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Outgoing, Packet, QoS,
 };
 use tokio::sync::{watch, Notify};
 
@@ -26,67 +34,25 @@ use crate::capture::Backoff;
 use crate::config::MqttConfig;
 use crate::labels::Labels;
 use crate::messages::Classification;
+use crate::status::StatusBoard;
+use outbox::{OutMsg, Outbox};
+use spool::{Restored, Spool};
 
-/// Requests the rumqttc client buffers before `publish` waits.
-const REQUEST_CAPACITY: usize = 4096;
+/// Messages handed to the client but not yet confirmed, at most. Below rumqttc's own
+/// in-flight limit (100), so the client never blocks on it.
+pub const WINDOW: usize = 64;
 
 /// What the publisher did, for the exit summary.
 #[derive(Debug, Clone, Default)]
 pub struct PublishReport {
-    /// Label messages handed to the client, per camera.
+    /// Label messages numbered and queued, per camera.
     pub published: Vec<u64>,
-    /// Messages given up on because the grace period ran out at shutdown.
-    pub abandoned: u64,
-    /// Messages not confirmed by the broker when the publisher stopped.
-    pub unconfirmed: u64,
-}
-
-/// Counts of what was queued and what the broker confirmed.
-#[derive(Default)]
-struct Delivery {
-    queued_qos0: AtomicU64,
-    queued_acked: AtomicU64,
-    written_qos0: AtomicU64,
-    acked: AtomicU64,
-    changed: Notify,
-}
-
-impl Delivery {
-    /// Counts a message about to be handed to the client (before, so that its
-    /// confirmation can never be seen first).
-    fn queued(&self, qos: QoS) {
-        self.counter(qos).fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Takes back a [`Delivery::queued`] whose publish did not happen.
-    fn unqueued(&self, qos: QoS) {
-        self.counter(qos).fetch_sub(1, Ordering::Relaxed);
-    }
-
-    fn counter(&self, qos: QoS) -> &AtomicU64 {
-        match qos {
-            QoS::AtMostOnce => &self.queued_qos0,
-            _ => &self.queued_acked,
-        }
-    }
-
-    fn outstanding(&self) -> u64 {
-        let q0 = self.queued_qos0.load(Ordering::Relaxed);
-        let w0 = self.written_qos0.load(Ordering::Relaxed);
-        let qa = self.queued_acked.load(Ordering::Relaxed);
-        let a = self.acked.load(Ordering::Relaxed);
-        q0.saturating_sub(w0) + qa.saturating_sub(a)
-    }
-
-    async fn settled(&self) {
-        loop {
-            let changed = self.changed.notified();
-            if self.outstanding() == 0 {
-                return;
-            }
-            changed.await;
-        }
-    }
+    /// Label messages dropped because the outbox was full, per camera.
+    pub outbox_dropped: Vec<u64>,
+    /// Messages written to the spool at shutdown.
+    pub spooled: usize,
+    /// Messages neither confirmed nor spooled when the publisher stopped.
+    pub unconfirmed: usize,
 }
 
 pub fn qos(level: u8) -> QoS {
@@ -97,15 +63,44 @@ pub fn qos(level: u8) -> QoS {
     }
 }
 
+/// State shared by the publisher thread and its two tasks.
+struct Shared {
+    outbox: Mutex<Outbox>,
+    connected: AtomicBool,
+    stopping: AtomicBool,
+    /// Wakes the feeder: a message arrived, one was confirmed, or the client connected.
+    work: Notify,
+    /// Wakes whoever waits for the outbox to drain.
+    progress: Notify,
+}
+
+impl Shared {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // Nothing panics while holding this lock; if something did, the queues are
+        // still consistent enough to deliver or spool.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self) {
+        self.work.notify_one();
+        self.progress.notify_waiters();
+    }
+}
+
 /// The publish stage.
 pub struct Publisher {
     pub mqtt: MqttConfig,
+    /// Password read from `mqtt.password_file` at start-up.
+    pub password: Option<String>,
     pub cameras: Vec<Arc<str>>,
     pub model: String,
     pub labels: Labels,
     /// How long shutdown may wait for the broker.
     pub grace: Duration,
     pub cancel: Arc<AtomicBool>,
+    pub status: Arc<StatusBoard>,
+    /// What the spool held at start (empty without a spool).
+    pub restored: Restored,
 }
 
 impl Publisher {
@@ -127,191 +122,326 @@ impl Publisher {
             true,
         ));
         o.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some(user) = &self.mqtt.username {
+            o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
+        }
         o
     }
 
     /// The publisher thread: runs until the classification channel disconnects.
-    pub fn run(self, rx: Receiver<Classification>) -> std::io::Result<PublishReport> {
+    pub fn run(mut self, rx: Receiver<Classification>) -> std::io::Result<PublishReport> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("mqtt-io")
             .enable_all()
             .build()?;
-        let (client, eventloop) = AsyncClient::new(self.options(), REQUEST_CAPACITY);
-        let delivery = Arc::new(Delivery::default());
+        let n = self.cameras.len();
+        let mut outbox = Outbox::new(self.mqtt.outbox_max, n);
+        let restored = std::mem::take(&mut self.restored);
+        if !restored.messages.is_empty() {
+            tracing::info!(
+                messages = restored.messages.len(),
+                "delivering messages spooled by the previous run"
+            );
+        }
+        outbox.restore(restored.messages);
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(outbox),
+            connected: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            work: Notify::new(),
+            progress: Notify::new(),
+        });
+        let (client, eventloop) = AsyncClient::new(self.options(), WINDOW);
         let (stop_tx, stop_rx) = watch::channel(false);
         let driver = rt.spawn(drive(
             eventloop,
-            client.clone(),
-            delivery.clone(),
+            shared.clone(),
             self.status_topic(),
             format!("{}:{}", self.mqtt.host, self.mqtt.port),
-            stop_rx,
+            stop_rx.clone(),
         ));
+        let feeder = rt.spawn(feed(client.clone(), shared.clone(), stop_rx));
 
-        let level = qos(self.mqtt.qos);
+        let level = self.mqtt.qos;
         let topics: Vec<String> = self
             .cameras
             .iter()
             .map(|id| format!("{}/{id}/labels", self.mqtt.topic_prefix))
             .collect();
+        let mut seq: Vec<u64> = self
+            .cameras
+            .iter()
+            .map(|id| restored.seq.get(id.as_ref()).copied().unwrap_or(0))
+            .collect();
         let mut report = PublishReport {
-            published: vec![0; self.cameras.len()],
+            published: vec![0; n],
+            outbox_dropped: vec![0; n],
             ..PublishReport::default()
         };
-        let mut deadline: Option<Instant> = None;
+        let mut status_seen = vec![u64::MAX; n];
         let mut buf = Vec::with_capacity(1024);
+        self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
 
-        for c in rx.iter() {
-            let cam = c.meta.camera;
-            let seq = report.published[cam];
-            if let Err(e) = payload::encode(
-                &c,
-                &self.cameras[cam],
-                seq,
-                &self.model,
-                &self.labels,
-                &mut buf,
-            ) {
-                tracing::error!(camera = %self.cameras[cam], error = %e, "cannot encode payload");
-                continue;
+        loop {
+            select! {
+                recv(rx) -> msg => {
+                    let Ok(c) = msg else { break };
+                    let cam = c.meta.camera;
+                    let id = &self.cameras[cam];
+                    if let Err(e) = payload::encode(&c, id, seq[cam], &self.model, &self.labels, &mut buf) {
+                        tracing::error!(camera = %id, error = %e, "cannot encode payload");
+                        continue;
+                    }
+                    seq[cam] += 1;
+                    report.published[cam] += 1;
+                    let msg = OutMsg {
+                        topic: topics[cam].clone(),
+                        payload: buf.clone(),
+                        qos: level,
+                        retain: false,
+                        camera: Some(cam),
+                    };
+                    let lost = shared.outbox().push(msg);
+                    if let Some(lost) = lost {
+                        if let Some(cam) = lost.camera {
+                            report.outbox_dropped[cam] += 1;
+                            if report.outbox_dropped[cam].is_power_of_two() {
+                                tracing::warn!(camera = %self.cameras[cam],
+                                    dropped = report.outbox_dropped[cam],
+                                    "outbox full: oldest label messages dropped");
+                            }
+                        }
+                    }
+                    shared.changed();
+                },
+                recv(self.status.rings()) -> _ => {
+                    self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+                },
+                default(Duration::from_secs(1)) => {
+                    // Outbox drops change the status without a state change.
+                    self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+                },
             }
-            delivery.queued(level);
-            let message = (topics[cam].as_str(), level, false, buf.clone());
-            match rt.block_on(self.send(&client, message, &mut deadline)) {
-                Ok(()) => report.published[cam] += 1,
-                Err(()) => {
-                    delivery.unqueued(level);
-                    report.abandoned += 1;
+        }
+
+        // Every stage before us has drained: final camera states, then offline.
+        self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+        shared.stopping.store(true, Ordering::SeqCst);
+        shared.outbox().push_urgent(OutMsg {
+            topic: self.status_topic(),
+            payload: b"offline".to_vec(),
+            qos: 1,
+            retain: true,
+            camera: None,
+        });
+        shared.changed();
+        let deadline = Instant::now() + self.grace;
+        let settled = rt.block_on(async {
+            loop {
+                let progress = shared.progress.notified();
+                if shared.outbox().pending() == 0 {
+                    return true;
+                }
+                if tokio::time::timeout_at(deadline.into(), progress)
+                    .await
+                    .is_err()
+                {
+                    return false;
                 }
             }
-        }
+        });
 
-        // Every stage before us has drained: announce offline and wait for the broker.
-        let status = self.status_topic();
-        delivery.queued(QoS::AtLeastOnce);
-        let offline = (status.as_str(), QoS::AtLeastOnce, true, b"offline".to_vec());
-        if rt
-            .block_on(self.send(&client, offline, &mut deadline))
-            .is_err()
-        {
-            delivery.unqueued(QoS::AtLeastOnce);
-        }
-        let wait = deadline.map_or(self.grace, |d| d.saturating_duration_since(Instant::now()));
-        let settled = rt.block_on(async { tokio::time::timeout(wait, delivery.settled()).await });
-        if settled.is_err() {
-            report.unconfirmed = delivery.outstanding();
+        let undelivered: Vec<OutMsg> = shared
+            .outbox()
+            .undelivered()
+            .into_iter()
+            .filter(|m| m.camera.is_some())
+            .collect();
+        if !settled {
             tracing::warn!(
-                unconfirmed = report.unconfirmed,
-                "grace period over: messages not confirmed by the broker"
+                undelivered = undelivered.len(),
+                "grace period over before the broker confirmed every message"
             );
         }
+        if let Some(dir) = &self.mqtt.spool_dir {
+            let next: HashMap<String, u64> = self
+                .cameras
+                .iter()
+                .zip(&seq)
+                .map(|(id, s)| (id.to_string(), *s))
+                .collect();
+            match Spool::new(dir).save(&undelivered, |i| self.cameras[i].to_string(), &next) {
+                Ok(()) => {
+                    report.spooled = undelivered.len();
+                    if report.spooled > 0 {
+                        tracing::info!(messages = report.spooled, dir = %dir.display(), "undelivered messages spooled for the next start");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot write the spool");
+                    report.unconfirmed = undelivered.len();
+                }
+            }
+        } else {
+            report.unconfirmed = undelivered.len();
+        }
+
         let _ = stop_tx.send(true);
         rt.block_on(async {
             let _ = tokio::time::timeout(Duration::from_secs(1), client.disconnect()).await;
-            let mut driver = driver;
-            if tokio::time::timeout(Duration::from_secs(2), &mut driver)
-                .await
-                .is_err()
-            {
-                driver.abort();
+            for mut task in [driver, feeder] {
+                if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                    .await
+                    .is_err()
+                {
+                    task.abort();
+                }
             }
         });
         rt.shutdown_timeout(Duration::from_secs(1));
         Ok(report)
     }
 
-    /// Hands one message to the client. Waits while the client's buffer is full, except
-    /// that once shutdown has begun it gives up when the grace period is over.
-    async fn send(
-        &self,
-        client: &AsyncClient,
-        (topic, qos, retain, payload): (&str, QoS, bool, Vec<u8>),
-        deadline: &mut Option<Instant>,
-    ) -> Result<(), ()> {
-        let publish = client.publish(topic, qos, retain, payload);
-        tokio::pin!(publish);
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                r = &mut publish => {
-                    return r.map_err(|e: ClientError| {
-                        tracing::error!(error = %e, "MQTT client closed");
-                    });
+    /// Queues the retained status of every camera whose state moved since last time.
+    fn publish_statuses(&self, shared: &Shared, seen: &mut [u64], outbox_dropped: &[u64]) {
+        for (cam, last) in seen.iter_mut().enumerate() {
+            let Some((version, status)) = self.status.snapshot(cam) else {
+                continue;
+            };
+            // Fold the outbox drop count into the version so a new drop republishes.
+            let key = version
+                .wrapping_mul(1 << 20)
+                .wrapping_add(outbox_dropped[cam]);
+            if key == *last {
+                continue;
+            }
+            *last = key;
+            shared.outbox().push_urgent(OutMsg {
+                topic: format!("{}/{}/status", self.mqtt.topic_prefix, self.cameras[cam]),
+                payload: payload::encode_status(&status, outbox_dropped[cam]),
+                qos: 1,
+                retain: true,
+                camera: None,
+            });
+            shared.changed();
+        }
+    }
+}
+
+/// Hands messages from the outbox to the client while connected.
+async fn feed(client: AsyncClient, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let work = shared.work.notified();
+        let next = if shared.connected.load(Ordering::SeqCst) {
+            shared.outbox().next_to_send(WINDOW)
+        } else {
+            None
+        };
+        match next {
+            Some(m) => {
+                if client
+                    .publish(m.topic, qos(m.qos), m.retain, m.payload)
+                    .await
+                    .is_err()
+                {
+                    return; // the event loop is gone: shutting down
                 }
-                _ = tick.tick() => {
-                    if self.cancel.load(Ordering::Relaxed) {
-                        let d = *deadline.get_or_insert_with(|| Instant::now() + self.grace);
-                        if Instant::now() >= d {
-                            return Err(());
-                        }
-                    }
+            }
+            None => {
+                tokio::select! {
+                    _ = work => {}
+                    _ = stop.changed() => return,
                 }
             }
         }
     }
 }
 
-/// Drives the rumqttc event loop until told to stop: counts confirmations, publishes
-/// `online` on each connection, and backs off between reconnection attempts.
+/// A broker's refusal in words.
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => format!(
+            "broker refused the connection: {}",
+            match code {
+                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                ConnectReturnCode::NotAuthorized => "not authorized",
+                ConnectReturnCode::BadClientId => "client id rejected",
+                ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                ConnectReturnCode::RefusedProtocolVersion => "protocol version not supported",
+                ConnectReturnCode::Success => "unexpected",
+            }
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Drives the rumqttc event loop until told to stop.
 async fn drive(
     mut eventloop: EventLoop,
-    client: AsyncClient,
-    delivery: Arc<Delivery>,
+    shared: Arc<Shared>,
     status_topic: String,
     broker: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
-    let mut connected = false;
+    let mut was_connected = false;
     loop {
         let event = tokio::select! {
             ev = eventloop.poll() => ev,
             _ = stop.changed() => {
                 // Keep polling briefly so the DISCONNECT request goes out.
-                match tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await {
-                    Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) | Ok(Err(_)) | Err(_) => return,
-                    Ok(Ok(_)) => continue,
+                let until = tokio::time::Instant::now() + Duration::from_secs(1);
+                while let Ok(Ok(ev)) = tokio::time::timeout_at(until, eventloop.poll()).await {
+                    if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                        break;
+                    }
                 }
+                return;
             }
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                connected = true;
+                was_connected = true;
                 backoff.reset();
                 tracing::info!(%broker, "connected to MQTT broker");
-                let client = client.clone();
-                let topic = status_topic.clone();
-                let delivery = delivery.clone();
-                delivery.queued(QoS::AtLeastOnce);
-                tokio::spawn(async move {
-                    if client
-                        .publish(topic, QoS::AtLeastOnce, true, "online")
-                        .await
-                        .is_err()
-                    {
-                        delivery.unqueued(QoS::AtLeastOnce);
-                    }
-                });
+                if !shared.stopping.load(Ordering::SeqCst) {
+                    shared.outbox().push_urgent(OutMsg {
+                        topic: status_topic.clone(),
+                        payload: b"online".to_vec(),
+                        qos: 1,
+                        retain: true,
+                        camera: None,
+                    });
+                }
+                shared.connected.store(true, Ordering::SeqCst);
+                shared.changed();
             }
-            Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {
-                delivery.acked.fetch_add(1, Ordering::Relaxed);
-                delivery.changed.notify_waiters();
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                shared.outbox().on_confirmed(ack.pkid);
+                shared.changed();
             }
-            Ok(Event::Outgoing(Outgoing::Publish(0))) => {
-                delivery.written_qos0.fetch_add(1, Ordering::Relaxed);
-                delivery.changed.notify_waiters();
+            Ok(Event::Incoming(Packet::PubComp(comp))) => {
+                shared.outbox().on_confirmed(comp.pkid);
+                shared.changed();
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                shared.outbox().on_written(pkid);
+                shared.changed();
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
+                shared.connected.store(false, Ordering::SeqCst);
                 let delay = backoff.next_delay();
-                if connected {
-                    tracing::warn!(%broker, error = %e, retry_in_ms = delay.as_millis() as u64, "lost MQTT broker");
+                let pending = shared.outbox().pending();
+                let error = describe(&e);
+                if was_connected {
+                    tracing::warn!(%broker, %error, pending, retry_in_ms = delay.as_millis() as u64, "lost MQTT broker");
                 } else {
-                    tracing::warn!(%broker, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot reach MQTT broker");
+                    tracing::warn!(%broker, %error, pending, retry_in_ms = delay.as_millis() as u64, "cannot reach MQTT broker");
                 }
-                connected = false;
+                was_connected = false;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.changed() => return,

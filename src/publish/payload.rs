@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::labels::Labels;
 use crate::messages::Classification;
+use crate::status::{CameraState, CameraStatus};
 
 /// Payload format version; bumped on any incompatible change.
 pub const VERSION: u8 = 1;
@@ -46,6 +47,34 @@ pub struct LatencyMs {
 /// Rounds a millisecond figure to microseconds: finer digits are noise.
 fn ms(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
+}
+
+/// The retained JSON on `{prefix}/{camera}/status`.
+#[derive(Debug, Serialize)]
+pub struct StatusPayload<'a> {
+    pub state: CameraState,
+    pub error: Option<&'a str>,
+    pub reconnects: u64,
+    pub since: String,
+    pub frames: u64,
+    pub dropped: u64,
+    pub decode_errors: u64,
+    pub outbox_dropped: u64,
+}
+
+pub fn encode_status(s: &CameraStatus, outbox_dropped: u64) -> Vec<u8> {
+    let payload = StatusPayload {
+        state: s.state,
+        error: s.error.as_deref(),
+        reconnects: s.reconnects,
+        since: rfc3339_millis(s.since),
+        frames: s.frames,
+        dropped: s.dropped,
+        decode_errors: s.decode_errors,
+        outbox_dropped,
+    };
+    // Serializing plain strings and integers cannot fail.
+    serde_json::to_vec(&payload).unwrap_or_default()
 }
 
 pub fn rfc3339_millis(t: SystemTime) -> String {
