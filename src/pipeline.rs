@@ -198,7 +198,7 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         .collect();
     let n = cfg.cameras.len();
     // One single-slot edge per camera into inference (see InferenceWorker::run).
-    let (prep_txs, prep_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| bounded(1)).unzip();
+    let (prep_txs, prep_rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| bounded(0)).unzip();
     let (class_tx, class_rx) = bounded(256);
 
     let status = Arc::new(StatusBoard::new(n));

@@ -238,7 +238,9 @@ impl Capture {
         let mut index: u64 = 0;
         let mut dropped: u64 = 0;
 
+        let mut last_frame = Instant::now();
         while !self.cancelled() {
+            let open_started = Instant::now();
             let mut cap = match self.open() {
                 Ok(cap) => cap,
                 Err(e) if !live => {
@@ -246,8 +248,20 @@ impl Capture {
                     return CaptureEnd::Failed(e);
                 }
                 Err(e) => {
-                    let what = "cannot open source; retrying";
-                    if !self.back_off(&mut backoff, CameraState::Reconnecting, e, what) {
+                    // An open that ran into its timeout means the peer accepts but does
+                    // not answer (stalled); a quick refusal means it is gone.
+                    let (state, what, error) =
+                        if open_started.elapsed() >= self.config.open_timeout / 2 {
+                            let silent = last_frame.elapsed().as_secs_f64();
+                            (
+                                CameraState::Stalled,
+                                "source stalled; reopening",
+                                format!("no answer to open; no frame for {silent:.1} s"),
+                            )
+                        } else {
+                            (CameraState::Reconnecting, "cannot open source; retrying", e)
+                        };
+                    if !self.back_off(&mut backoff, state, error, what) {
                         break;
                     }
                     continue;
@@ -262,7 +276,7 @@ impl Capture {
             let opened_at = Instant::now();
             let first_index = index;
             let mut failures = 0u32;
-            let mut last_frame = Instant::now();
+            last_frame = Instant::now();
             let mut lost: Option<(CameraState, String)> = None;
             while !self.cancelled() {
                 let mut image = Mat::default();
@@ -272,24 +286,24 @@ impl Capture {
                     failures += 1;
                     if live {
                         let waited = read_started.elapsed();
-                        lost = Some(
-                            if waited >= self.config.stall_timeout.mul_f64(0.9)
-                                || last_frame.elapsed() >= self.config.stall_timeout
-                            {
-                                (
-                                    CameraState::Stalled,
-                                    format!(
-                                        "no frame for {:.1} s",
-                                        last_frame.elapsed().as_secs_f64()
-                                    ),
-                                )
-                            } else {
-                                (
-                                    CameraState::Reconnecting,
-                                    "stream ended or failed".to_owned(),
-                                )
-                            },
-                        );
+                        let silent = last_frame.elapsed();
+                        // A read that gave up after blocking (OpenCV's read timeout) is a
+                        // stall; one that failed at once is a stream that ended.
+                        let half = self.config.stall_timeout / 2;
+                        lost = Some(if waited >= half || silent >= half {
+                            (
+                                CameraState::Stalled,
+                                format!("no frame for {:.1} s", silent.as_secs_f64()),
+                            )
+                        } else {
+                            (
+                                CameraState::Reconnecting,
+                                format!(
+                                    "stream ended or failed ({:.2} s after the last frame)",
+                                    silent.as_secs_f64()
+                                ),
+                            )
+                        });
                         break;
                     }
                     if failures >= FILE_EOF_AFTER {

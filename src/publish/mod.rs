@@ -365,7 +365,7 @@ fn describe(e: &ConnectionError) -> String {
             "broker refused the connection: {}",
             match code {
                 ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                ConnectReturnCode::NotAuthorized => "not authorized",
+                ConnectReturnCode::NotAuthorized => "not authorized (check username and password)",
                 ConnectReturnCode::BadClientId => "client id rejected",
                 ConnectReturnCode::ServiceUnavailable => "service unavailable",
                 ConnectReturnCode::RefusedProtocolVersion => "protocol version not supported",

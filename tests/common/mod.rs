@@ -85,6 +85,25 @@ pub fn ort_library() -> PathBuf {
     found.unwrap_or_else(|| panic!("no libonnxruntime in {}: run scripts/test", lib.display()))
 }
 
+/// A free port below Linux's ephemeral range (32768+), never handed out twice in this
+/// process: a server restarted on it cannot lose it to another test's `bind(0)` while down.
+pub fn stable_port() -> u16 {
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().expect("lock");
+    let mut x = u64::from(std::process::id()) ^ (taken.len() as u64).wrapping_mul(0x9e37_79b9);
+    loop {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = 20_000 + ((x >> 33) % 12_000) as u16;
+        if !taken.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.push(port);
+            return port;
+        }
+    }
+}
+
+/// A free ephemeral port (nothing listens on it afterwards).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -105,15 +124,63 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra mosquitto.conf lines (authentication, persistence).
+    extra: String,
 }
 
 impl Broker {
     pub fn start() -> Broker {
+        Broker::start_with("")
+    }
+
+    /// A broker that keeps sessions across restarts (stopped with SIGTERM it saves them),
+    /// so a persistent subscriber misses nothing while it is down.
+    pub fn start_persistent() -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
+        let extra = format!(
+            "persistence true\npersistence_location {}/\nautosave_interval 0\n",
+            dir.path().display()
+        );
         let mut b = Broker {
-            port: free_port(),
+            port: stable_port(),
             dir,
             child: None,
+            extra,
+        };
+        b.restart();
+        b
+    }
+
+    /// A broker that requires `user`/`password`.
+    pub fn start_with_password(user: &str, password: &str) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("passwd");
+        std::fs::write(&pw, "").expect("passwd");
+        let ok = Command::new("mosquitto_passwd")
+            .args(["-b"])
+            .arg(&pw)
+            .args([user, password])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(ok.success());
+        let extra = format!("allow_anonymous false\npassword_file {}\n", pw.display());
+        let mut b = Broker {
+            port: stable_port(),
+            dir,
+            child: None,
+            extra,
+        };
+        b.restart();
+        b
+    }
+
+    pub fn start_with(extra: &str) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = Broker {
+            port: stable_port(),
+            dir,
+            child: None,
+            extra: extra.to_owned(),
         };
         b.restart();
         b
@@ -124,12 +191,21 @@ impl Broker {
         let conf = self.dir.path().join("mosquitto.conf");
         // mosquitto's default max_queued_messages (1000) silently drops messages to a
         // subscriber that falls behind; tests must see every message.
+        let base = if self.extra.contains("allow_anonymous") {
+            String::new()
+        } else {
+            "allow_anonymous true\n".to_owned()
+        };
+        let persist = if self.extra.contains("persistence") {
+            ""
+        } else {
+            "persistence false\n"
+        };
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 100000\n",
-                self.port
+                "listener {} 127.0.0.1\n{base}{persist}max_queued_messages 100000\n{}",
+                self.port, self.extra
             ),
         )
         .expect("write mosquitto.conf");
@@ -144,8 +220,17 @@ impl Broker {
         wait_listening(self.port);
     }
 
+    /// Stops the broker with SIGTERM (it saves persistent sessions) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -174,29 +259,46 @@ impl Message {
     }
 }
 
-/// A real MQTT client subscribed (QoS 1) to a filter, recording what arrives.
+/// A real MQTT client subscribed (QoS 1) to a filter, recording what arrives. It
+/// reconnects (and resubscribes) by itself when the broker goes away.
 pub struct Subscriber {
     client: Client,
     messages: Arc<Mutex<Vec<Message>>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Subscriber {
     pub fn connect(port: u16, filter: &str) -> Subscriber {
+        Subscriber::connect_with(port, filter, false)
+    }
+
+    /// `persistent`: a session the broker keeps while this client is away (clean session
+    /// off), so nothing published meanwhile is missed.
+    pub fn connect_with(port: u16, filter: &str, persistent: bool) -> Subscriber {
         let id = format!("test-sub-{}-{}", std::process::id(), free_port());
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 1 << 20);
+        opts.set_clean_session(!persistent);
         let (client, mut connection) = Client::new(opts, 1000);
-        client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .expect("subscribe");
         let messages = Arc::new(Mutex::new(Vec::new()));
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sink = messages.clone();
+        let stop = stopping.clone();
+        let sub_client = client.clone();
+        let filter = filter.to_owned();
         let thread = std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        if !ack.session_present {
+                            let _ = sub_client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                        } else {
+                            let _ = ready_tx.send(());
+                        }
+                    }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = ready_tx.send(());
                     }
@@ -207,8 +309,14 @@ impl Subscriber {
                             retain: p.retain,
                         });
                     }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                     Ok(_) => {}
-                    Err(_) => break,
+                    Err(_) => {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                 }
             }
         });
@@ -218,6 +326,7 @@ impl Subscriber {
         Subscriber {
             client,
             messages,
+            stopping,
             thread: Some(thread),
         }
     }
@@ -250,6 +359,8 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = self.client.disconnect();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -360,21 +471,27 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
-/// GStreamer's RTSP server (a real one) serving an H.264 clip on a free port.
+/// GStreamer's RTSP server (a real one) serving an H.264 clip (looped) on a loopback port.
 pub struct RtspServer {
-    child: Child,
+    child: Option<Child>,
+    clip: PathBuf,
     pub port: u16,
 }
 
 impl RtspServer {
     pub fn start(clip: &Path) -> RtspServer {
+        RtspServer::start_on(clip, stable_port())
+    }
+
+    /// Starts on `port` (0: a free one).
+    pub fn start_on(clip: &Path, port: u16) -> RtspServer {
         let script = repo().join("tests/support/rtsp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .arg("--file")
             .arg(clip)
             .arg("--port")
-            .arg("0")
+            .arg(port.to_string())
             .arg("--loop")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -391,18 +508,67 @@ impl RtspServer {
             .strip_prefix("LISTENING ")
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected RTSP server banner {line:?}"));
-        RtspServer { child, port }
+        RtspServer {
+            child: Some(child),
+            clip: clip.to_path_buf(),
+            port,
+        }
     }
 
     pub fn url(&self, userinfo: &str) -> String {
         format!("rtsp://{userinfo}127.0.0.1:{}/stream", self.port)
     }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.signal("CONT");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = std::panic::catch_unwind(|| RtspServer::start_on(&self.clip, self.port));
+            if let Ok(mut s) = s {
+                self.child = s.child.take();
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "RTSP server cannot restart on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is sent.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
 }
 
 impl Drop for RtspServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -1,0 +1,436 @@
+//! Fault injection against real servers: the broker, RTSP servers and the daemon itself
+//! are killed, frozen and restarted; nothing is lost beyond the counted bounds, and one
+//! camera's trouble never stops another.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{config, fixtures, Broker, Daemon, Message, RtspServer, Subscriber, PATIENCE};
+use serde_json::Value;
+
+fn photos() -> String {
+    fixtures().join("photos.mp4").display().to_string()
+}
+
+fn labels(sub: &Subscriber, topic: &str) -> Vec<Value> {
+    sub.on(topic).iter().map(Message::json).collect()
+}
+
+fn count(topic: &str) -> impl Fn(&[Message]) -> bool + '_ {
+    move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() > 0
+}
+
+fn at_least(topic: &str, n: usize) -> impl Fn(&[Message]) -> bool + '_ {
+    move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() >= n
+}
+
+/// The value of `key=` in the daemon's "camera summary" line for `camera`.
+fn summary(log: &str, camera: &str, key: &str) -> u64 {
+    log.lines()
+        .find(|l| l.contains("camera summary") && l.contains(&format!("camera={camera}")))
+        .and_then(|l| l.split(&format!(" {key}=")).nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} for {camera} in the summary:\n{log}"))
+}
+
+/// Checks that `msgs` hold every seq in `0..n` and that first deliveries come in order;
+/// returns the number of duplicates (allowed by QoS 1).
+fn assert_complete_in_order(msgs: &[Value], n: u64) -> usize {
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    let unique: BTreeSet<u64> = seqs.iter().copied().collect();
+    let missing: Vec<u64> = (0..n).filter(|s| !unique.contains(s)).collect();
+    assert!(missing.is_empty(), "missing seq {missing:?} of 0..{n}");
+    assert_eq!(unique.len() as u64, n, "unexpected extra seq: {unique:?}");
+    let mut seen = BTreeSet::new();
+    let mut last = None;
+    for s in &seqs {
+        if seen.insert(*s) {
+            assert!(
+                last.is_none_or(|l| *s > l),
+                "seq {s} arrived after {last:?}"
+            );
+            last = Some(*s);
+        }
+    }
+    seqs.len() - unique.len()
+}
+
+fn statuses(sub: &Subscriber, topic: &str) -> Vec<String> {
+    sub.on(topic)
+        .iter()
+        .map(|m| m.json()["state"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[test]
+fn broker_outage_mid_stream_loses_nothing_at_qos1() {
+    let mut broker = Broker::start_persistent();
+    let sub = Subscriber::connect_with(broker.port, "out/#", true);
+    let clip = photos();
+    let mut cfg = config(broker.port, "out", &[("cam", &clip, 0.0)], "");
+    cfg = cfg.replace("fps = 0\n", "fps = 0\nrealtime = true\n");
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        sub.wait_until(PATIENCE, at_least("out/cam/labels", 15)),
+        "{}",
+        d.stderr()
+    );
+
+    broker.stop();
+    let down = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let up = std::time::SystemTime::now();
+    broker.restart();
+
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("lost MQTT broker"), "{log}");
+    let n = summary(&log, "cam", "published");
+    assert_eq!(n, 120, "a real-time file source classifies every frame");
+    assert!(sub.wait_until(PATIENCE, at_least("out/cam/labels", n as usize)));
+    let msgs = labels(&sub, "out/cam/labels");
+    let dups = assert_complete_in_order(&msgs, n);
+    // Frames classified while the broker was down arrived after it came back.
+    let during = msgs
+        .iter()
+        .filter(|m| {
+            let t = humantime::parse_rfc3339(m["captured_at"].as_str().unwrap_or(""))
+                .expect("captured_at");
+            t > down && t < up
+        })
+        .count();
+    assert!(
+        during >= 25,
+        "only {during} messages from the outage window"
+    );
+    eprintln!(
+        "broker outage: {n} messages, {during} classified during the 3 s outage, {dups} duplicates"
+    );
+}
+
+#[test]
+fn sigterm_with_the_broker_down_spools_and_the_next_start_delivers() {
+    let mut broker = Broker::start_persistent();
+    let sub = Subscriber::connect_with(broker.port, "spool/#", true);
+    let spool = tempfile::tempdir().expect("spool dir");
+    let clip = photos();
+    let cfg = config(broker.port, "spool", &[("cam", &clip, 0.0)], "")
+        .replace("fps = 0\n", "fps = 0\nrealtime = true\n")
+        .replace(
+            "qos = 1\n",
+            &format!("qos = 1\nspool_dir = \"{}\"\n", spool.path().display()),
+        );
+
+    let mut first = Daemon::start(&cfg);
+    assert!(sub.wait_until(PATIENCE, at_least("spool/cam/labels", 10)));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    first.signal("TERM");
+    let status = first.wait();
+    let log = first.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("undelivered messages spooled"), "{log}");
+    let k = summary(&log, "cam", "published");
+    assert!(k > 10, "{log}");
+
+    broker.restart();
+    let mut second = Daemon::start(&cfg.replace("realtime = true\n", ""));
+    let status = second.wait();
+    let log2 = second.stderr();
+    assert_eq!(status.code(), Some(0), "{log2}");
+    assert!(
+        log2.contains("delivering messages spooled by the previous run"),
+        "{log2}"
+    );
+    let m = summary(&log2, "cam", "published");
+    let total = k + m;
+    assert!(sub.wait_until(PATIENCE, at_least("spool/cam/labels", total as usize)));
+    let msgs = labels(&sub, "spool/cam/labels");
+    // seq continues across the restart, so both runs together are 0..k+m.
+    let dups = assert_complete_in_order(&msgs, total);
+    eprintln!("spool: first run {k} messages (stopped with the broker down), second run {m}, {dups} duplicates");
+}
+
+#[test]
+fn rtsp_server_restart_reconnects_while_the_other_camera_keeps_publishing() {
+    let clip = fixtures().join("clip.mp4");
+    let mut a = RtspServer::start(&clip);
+    let b = RtspServer::start(&clip);
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "two/#");
+    let cfg = config(
+        broker.port,
+        "two",
+        &[("a", &a.url(""), 0.0), ("b", &b.url(""), 0.0)],
+        "",
+    )
+    .replace(
+        "fps = 0\n",
+        "fps = 0\nstall_timeout_s = 2\nreconnect_max_s = 2\n",
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        sub.wait_until(PATIENCE, at_least("two/a/labels", 10)),
+        "{}",
+        d.stderr()
+    );
+    assert!(sub.wait_until(PATIENCE, at_least("two/b/labels", 10)));
+
+    a.kill();
+    let killed = Instant::now();
+    let b_before = sub.on("two/b/labels").len();
+    std::thread::sleep(Duration::from_secs(3));
+    let b_during = sub.on("two/b/labels").len() - b_before;
+    let a_before = sub.on("two/a/labels").len();
+    a.restart();
+    let restarted = Instant::now();
+    let resumed = sub.wait_until(PATIENCE, at_least("two/a/labels", a_before + 10));
+    let took = restarted.elapsed();
+    assert!(resumed, "camera a never resumed:\n{}", d.stderr());
+
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    // Camera b published all along (25 fps source, ~3 s).
+    assert!(
+        b_during >= 20,
+        "camera b published only {b_during} messages while a was down"
+    );
+    let a_states = statuses(&sub, "two/a/status");
+    assert!(
+        a_states
+            .iter()
+            .any(|s| s == "reconnecting" || s == "stalled"),
+        "{a_states:?}"
+    );
+    assert_eq!(
+        a_states.last().map(String::as_str),
+        Some("streaming"),
+        "{a_states:?}"
+    );
+    assert!(summary(&log, "a", "reconnects") >= 1);
+    assert_eq!(summary(&log, "b", "reconnects"), 0);
+    for cam in ["a", "b"] {
+        let msgs = labels(&sub, &format!("two/{cam}/labels"));
+        assert_complete_in_order(&msgs, msgs.len() as u64);
+    }
+    eprintln!(
+        "rtsp restart: camera a resumed {:.1} s after the server restarted ({:.1} s after the kill); \
+         camera b published {b_during} messages meanwhile",
+        took.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn frozen_rtsp_server_makes_the_camera_stalled_then_it_recovers() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "frz/#");
+    let cfg = config(broker.port, "frz", &[("cam", &server.url(""), 0.0)], "").replace(
+        "fps = 0\n",
+        "fps = 0\nstall_timeout_s = 2\nopen_timeout_s = 2\nreconnect_max_s = 2\n",
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        sub.wait_until(PATIENCE, at_least("frz/cam/labels", 10)),
+        "{}",
+        d.stderr()
+    );
+
+    server.freeze();
+    let stalled = sub.wait_until(PATIENCE, |m| {
+        m.iter()
+            .any(|m| m.topic == "frz/cam/status" && m.json()["state"] == "stalled")
+    });
+    assert!(stalled, "never reported stalled:\n{}", d.stderr());
+    let before = sub.on("frz/cam/labels").len();
+    server.thaw();
+    let resumed = sub.wait_until(PATIENCE, at_least("frz/cam/labels", before + 10));
+    assert!(resumed, "no frames after SIGCONT:\n{}", d.stderr());
+
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("source stalled; reopening"), "{log}");
+    let states = statuses(&sub, "frz/cam/status");
+    let stall_at = states.iter().position(|s| s == "stalled").expect("stalled");
+    assert!(
+        states[stall_at..].iter().any(|s| s == "streaming"),
+        "no recovery after the stall: {states:?}"
+    );
+    let status = sub.on("frz/cam/status");
+    let last = status.last().expect("a status").json();
+    assert!(last["reconnects"].as_u64().unwrap_or(0) >= 1, "{last}");
+}
+
+#[test]
+fn live_source_faster_than_inference_drops_frames_instead_of_lagging() {
+    // 100 fps RTSP into a ResNet-50 on one thread (~30 frames/s): most frames must be
+    // dropped, and latency must stay at the scale of an inference, not grow.
+    let server = RtspServer::start(&fixtures().join("clip100.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "fast/#");
+    let cfg = config(broker.port, "fast", &[("cam", &server.url(""), 0.0)], "")
+        .replace("threads = 2\n", "threads = 1\n");
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        sub.wait_until(PATIENCE, at_least("fast/cam/labels", 120)),
+        "{}",
+        d.stderr()
+    );
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+
+    let msgs = labels(&sub, "fast/cam/labels");
+    let n = msgs.len();
+    let last = &msgs[n - 1];
+    let frames = last["frame"].as_u64().expect("frame") + 1;
+    let dropped = last["dropped"].as_u64().expect("dropped");
+    assert!(
+        dropped > 0,
+        "nothing dropped: the source should outpace inference"
+    );
+    // Every decoded frame is classified, dropped, or was still waiting at the end.
+    assert!(n as u64 + dropped <= frames, "{n} + {dropped} > {frames}");
+    let get = |m: &Value, k: &str| m["latency_ms"][k].as_f64().expect("latency");
+    let mut inference: Vec<f64> = msgs.iter().map(|m| get(m, "inference")).collect();
+    inference.sort_by(f64::total_cmp);
+    let infer_p50 = inference[n / 2];
+    let totals: Vec<f64> = msgs.iter().map(|m| get(m, "total")).collect();
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let early = median(&totals[n / 8..n / 4]);
+    let late = median(&totals[3 * n / 4..]);
+    let worst = totals.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "fast source: {n} classified, {dropped} dropped of {frames} frames; inference p50 \
+         {infer_p50:.1} ms, total early {early:.1} ms, late {late:.1} ms, worst {worst:.1} ms"
+    );
+    // Order of magnitude, not a timing: a frame waits for at most the batch ahead of it.
+    assert!(
+        late < 3.0 * infer_p50 + 50.0,
+        "latency grew: late median {late} ms"
+    );
+    assert!(
+        late < 2.0 * early + 50.0,
+        "latency grew from {early} to {late} ms"
+    );
+}
+
+#[test]
+fn sigterm_drains_every_frame_that_entered_preprocessing() {
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "drain/#");
+    let clip = photos();
+    let cfg = config(broker.port, "drain", &[("cam", &clip, 0.0)], "")
+        .replace("fps = 0\n", "fps = 0\nrealtime = true\n");
+    let mut d = Daemon::start(&cfg);
+    assert!(sub.wait_until(PATIENCE, at_least("drain/cam/labels", 20)));
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let entered = summary(&log, "cam", "preprocessed");
+    let published = summary(&log, "cam", "published");
+    assert_eq!(entered, published, "{log}");
+    assert!(entered < 120, "SIGTERM came too late to test draining");
+    assert!(sub.wait_until(PATIENCE, |m| m
+        .iter()
+        .any(|m| m.topic == "drain/status" && m.payload == b"offline")));
+    let msgs = labels(&sub, "drain/cam/labels");
+    assert_eq!(msgs.len() as u64, entered);
+    assert_complete_in_order(&msgs, entered);
+}
+
+#[test]
+fn damaged_file_is_read_to_its_end() {
+    // Overwrite 30 KB in the middle of the clip with garbage.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut data = std::fs::read(fixtures().join("photos.mp4")).expect("clip");
+    let mid = data.len() / 2;
+    let mut x = 12345u32;
+    for b in &mut data[mid..mid + 30_000] {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    let damaged = dir.path().join("damaged.mp4");
+    std::fs::write(&damaged, &data).expect("write");
+
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "dmg/#");
+    let damaged = damaged.display().to_string();
+    let mut d = Daemon::start(&config(broker.port, "dmg", &[("cam", &damaged, 0.0)], ""));
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let published = summary(&log, "cam", "published");
+    let frames = summary(&log, "cam", "frames");
+    let errors = summary(&log, "cam", "decode_errors");
+    assert_eq!(published, frames, "every decoded frame is classified");
+    assert!(sub.wait_until(PATIENCE, count("dmg/status")));
+    assert!(sub.wait_until(PATIENCE, at_least("dmg/cam/labels", published as usize)));
+    let msgs = labels(&sub, "dmg/cam/labels");
+    assert_complete_in_order(&msgs, published);
+    // The frames after the damage were read: the last ones of the 120-frame clip arrived.
+    let last = msgs
+        .iter()
+        .filter_map(|m| m["frame"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        last + errors >= 110,
+        "reading stopped at frame {last} ({errors} undecodable)"
+    );
+    eprintln!(
+        "damaged file: {frames} frames decoded, {errors} undecodable, last frame index {last}"
+    );
+}
+
+#[test]
+fn refused_credentials_are_reported_and_retried() {
+    let broker = Broker::start_with_password("streamer", "correct horse");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "battery staple\n").expect("write");
+    let right = dir.path().join("right");
+    std::fs::write(&right, "correct horse\n").expect("write");
+    let clip = fixtures().join("clip.mp4").display().to_string();
+    let cfg = |pw: &std::path::Path| {
+        config(broker.port, "auth", &[("cam", &clip, 5.0)], "").replace(
+            "qos = 1\n",
+            &format!(
+                "qos = 1\nusername = \"streamer\"\npassword_file = \"{}\"\n",
+                pw.display()
+            ),
+        )
+    };
+    let mut d = Daemon::start_with(&cfg(&wrong), &["--shutdown-grace", "2s"], &[]);
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(75), "{log}");
+    // mosquitto answers a wrong password with "not authorized" (MQTT 3.1.1 code 5).
+    let refusals = log
+        .matches("broker refused the connection: not authorized")
+        .count();
+    assert!(refusals >= 2, "expected retries with backoff:\n{log}");
+    assert!(!log.contains("battery staple"), "password in the log");
+
+    let mut d = Daemon::start(&cfg(&right));
+    let status = d.wait();
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+}
