@@ -42,6 +42,9 @@ use spool::{Restored, Spool};
 /// in-flight limit (100), so the client never blocks on it.
 pub const WINDOW: usize = 64;
 
+/// How often the retained camera statuses are republished with fresh counters.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
+
 /// What the publisher did, for the exit summary.
 #[derive(Debug, Clone, Default)]
 pub struct PublishReport {
@@ -180,6 +183,7 @@ impl Publisher {
             ..PublishReport::default()
         };
         let mut status_seen = vec![u64::MAX; n];
+        let mut last_refresh = Instant::now();
         let mut buf = Vec::with_capacity(1024);
         self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
 
@@ -222,6 +226,12 @@ impl Publisher {
                     // Outbox drops change the status without a state change.
                     self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
                 },
+            }
+            if last_refresh.elapsed() >= STATUS_REFRESH {
+                // Counters move without state changes: refresh the retained statuses.
+                last_refresh = Instant::now();
+                status_seen.iter_mut().for_each(|v| *v = u64::MAX);
+                self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
             }
         }
 

@@ -1,0 +1,178 @@
+//! Hostile input never panics: the config loader, the labels-file parser, the spool
+//! reader and the payload encoder get random and adversarial input (proptest), and each
+//! either gives a value or a clear error.
+
+use std::path::Path;
+use std::time::{Instant, UNIX_EPOCH};
+
+use proptest::prelude::*;
+use streamclassd::config::{Config, ParseError};
+use streamclassd::labels::Labels;
+use streamclassd::messages::{Classification, FrameMeta, Latency, Scored};
+use streamclassd::publish::payload;
+use streamclassd::publish::spool::Spool;
+
+/// TOML values of every type, to put under real and made-up keys.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|v| v.to_string()),
+        any::<f64>().prop_map(|v| format!("{v:?}")
+            .replace("inf", "1e999")
+            .replace("NaN", "nan")),
+        any::<bool>().prop_map(|v| v.to_string()),
+        ".{0,12}".prop_map(|s| format!("{s:?}")),
+        prop::collection::vec(any::<i16>(), 0..5).prop_map(|v| format!("{v:?}")),
+        Just("{}".to_owned()),
+    ]
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "host",
+            "port",
+            "topic_prefix",
+            "qos",
+            "client_id",
+            "keep_alive_s",
+            "username",
+            "password_file",
+            "outbox_max",
+            "spool_dir",
+            "path",
+            "name",
+            "labels",
+            "top_k",
+            "threads",
+            "max_batch",
+            "id",
+            "source",
+            "fps",
+            "realtime",
+            "stall_timeout_s",
+            "open_timeout_s",
+            "reconnect_max_s",
+            "preset",
+            "mode",
+            "crop",
+            "resize_shorter",
+            "crop_fraction",
+            "interpolation",
+            "scale",
+            "mean",
+            "std",
+            "channel_order",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z_]{1,8}",
+    ]
+}
+
+fn section() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "[mqtt]",
+        "[model]",
+        "[model.preprocess]",
+        "[[camera]]",
+        "[[camera]]",
+        "[other]",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn config_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        (section(), prop::collection::vec((key(), value()), 0..6)),
+        0..6,
+    )
+    .prop_map(|sections| {
+        let mut s = String::new();
+        for (header, entries) in sections {
+            s += &header;
+            s.push('\n');
+            for (k, v) in entries {
+                s += &format!("{k} = {v}\n");
+            }
+        }
+        s
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn config_loader_never_panics_on_bytes(text in ".{0,300}") {
+        let _ = Config::parse(&text, Path::new("/etc/streamclassd"));
+    }
+
+    #[test]
+    fn config_errors_name_a_field(text in config_text()) {
+        match Config::parse(&text, Path::new("/etc/streamclassd")) {
+            Ok(cfg) => prop_assert!(!cfg.cameras.is_empty()),
+            Err(ParseError::Syntax(m)) => prop_assert!(!m.is_empty()),
+            Err(ParseError::Invalid(problems)) => {
+                prop_assert!(!problems.is_empty());
+                for p in problems {
+                    let root = p.field.split(['.', '[']).next().unwrap_or("");
+                    prop_assert!(!root.is_empty() && !p.message.is_empty(), "{p:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn labels_parser_never_panics(text in "(.{0,20}\r?\n){0,30}") {
+        match Labels::parse(&text, Path::new("l.txt")) {
+            Ok(l) => {
+                prop_assert!(!l.is_empty());
+                for i in 0..l.len() {
+                    prop_assert!(!l.get(i).is_empty());
+                }
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn payload_stays_valid_json_for_hostile_ids_and_labels(
+        camera in "\\PC{0,40}",
+        model in "\\PC{0,40}",
+        label in "[\\x00-\\x7f\\u{80}-\\u{10ffff}]{1,40}",
+        score in any::<f32>(),
+        seq in any::<u64>(),
+    ) {
+        let label = label.replace(['\n', '\r'], " ");
+        let label = if label.trim().is_empty() { "x".to_owned() } else { label };
+        let labels = Labels::parse(&label, Path::new("l")).expect("one label");
+        let c = Classification {
+            meta: FrameMeta {
+                camera: 0,
+                index: seq / 2,
+                captured_at: UNIX_EPOCH,
+                captured: Instant::now(),
+                dropped: 0,
+            },
+            top: vec![Scored { index: 0, score }],
+            latency: Latency::default(),
+            batch: 1,
+        };
+        let mut out = Vec::new();
+        payload::encode(&c, &camera, seq, &model, &labels, &mut out).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+        prop_assert_eq!(v["camera"].as_str(), Some(camera.as_str()));
+        prop_assert_eq!(v["model"].as_str(), Some(model.as_str()));
+        prop_assert_eq!(v["top5"][0]["label"].as_str(), Some(label.trim()));
+        prop_assert_eq!(v["seq"].as_u64(), Some(seq));
+    }
+
+    #[test]
+    fn spool_reader_never_panics(lines in prop::collection::vec(".{0,80}", 0..20)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("outbox.jsonl"), lines.join("\n")).expect("write");
+        std::fs::write(dir.path().join("state.json"), lines.first().cloned().unwrap_or_default())
+            .expect("write");
+        let r = Spool::new(dir.path()).load(|_| None).expect("readable directory");
+        prop_assert!(r.messages.len() + r.unreadable <= lines.len() + 1);
+    }
+}
