@@ -75,7 +75,9 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
     let clip = photos();
     let mut cfg = config(broker.port, "out", &[("cam", &clip, 0.0)], "");
     cfg = cfg.replace("fps = 0\n", "fps = 0\nrealtime = true\n");
-    let mut d = Daemon::start(&cfg);
+    // Waiting for the broker at the end is not what is measured: a generous grace period
+    // keeps a slow reconnect on a loaded machine from failing the run.
+    let mut d = Daemon::start_with(&cfg, &["--shutdown-grace", "60s"], &[]);
     assert!(
         sub.wait_until(PATIENCE, at_least("out/cam/labels", 15)),
         "{}",
@@ -94,8 +96,25 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
     assert!(log.contains("lost MQTT broker"), "{log}");
     let n = summary(&log, "cam", "published");
     assert_eq!(n, 120, "a real-time file source classifies every frame");
-    assert!(sub.wait_until(PATIENCE, at_least("out/cam/labels", n as usize)));
+    // The daemon exited after the broker confirmed everything: delivery is imminent.
+    sub.wait_until(
+        Duration::from_secs(30),
+        at_least("out/cam/labels", n as usize),
+    );
     let msgs = labels(&sub, "out/cam/labels");
+    let connacks: Vec<String> = sub
+        .messages()
+        .iter()
+        .filter(|m| m.topic.starts_with("$connack"))
+        .map(|m| m.topic.clone())
+        .collect();
+    // The subscriber's session survived the broker restart, so it cannot have missed
+    // anything that was delivered before it reconnected.
+    assert_eq!(
+        connacks.last().map(String::as_str),
+        Some("$connack/session_present=true"),
+        "{connacks:?}"
+    );
     let dups = assert_complete_in_order(&msgs, n);
     // Frames classified while the broker was down arrived after it came back.
     let during = msgs
@@ -433,4 +452,37 @@ fn refused_credentials_are_reported_and_retried() {
     let mut d = Daemon::start(&cfg(&right));
     let status = d.wait();
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
+}
+
+#[test]
+fn mqtt5_message_expiry_keeps_stale_labels_from_late_subscribers() {
+    // A subscriber with a persistent session goes away; the daemon publishes 10 labels
+    // (MQTT 5, expiry 2 s); the subscriber comes back 3 s later. With expiry it gets none
+    // of the stale labels; without (the control run) the broker kept all 10 for it.
+    let broker = Broker::start();
+    let clip = fixtures().join("clip.mp4").display().to_string();
+    for (prefix, expiry, expect) in [("ctl", "", 10usize), ("exp", "message_expiry_s = 2\n", 0)] {
+        let id = format!("late-{prefix}");
+        drop(Subscriber::connect_as(
+            broker.port,
+            &format!("{prefix}/#"),
+            &id,
+            true,
+        ));
+        let cfg = config(broker.port, prefix, &[("cam", &clip, 5.0)], "")
+            .replace("qos = 1\n", &format!("qos = 1\nprotocol = \"5\"\n{expiry}"));
+        let mut d = Daemon::start(&cfg);
+        let status = d.wait();
+        assert_eq!(status.code(), Some(0), "{}", d.stderr());
+        std::thread::sleep(Duration::from_secs(3));
+        let sub = Subscriber::connect_as(broker.port, &format!("{prefix}/#"), &id, true);
+        // The retained camera status (no expiry) proves the session delivered.
+        assert!(sub.wait_until(PATIENCE, count(&format!("{prefix}/cam/status"))));
+        std::thread::sleep(Duration::from_millis(500));
+        let got = sub.on(&format!("{prefix}/cam/labels")).len();
+        assert_eq!(
+            got, expect,
+            "{prefix}: late subscriber received {got} labels"
+        );
+    }
 }

@@ -38,6 +38,16 @@ pub struct MqttConfig {
     pub password_file: Option<PathBuf>,
     pub outbox_max: usize,
     pub spool_dir: Option<PathBuf>,
+    pub protocol: MqttProtocol,
+    /// MQTT 5 message expiry of label messages.
+    pub message_expiry: Option<Duration>,
+}
+
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttProtocol {
+    V311,
+    V5,
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +303,26 @@ impl Validator {
             self.problem("mqtt.password_file", "needs mqtt.username");
         }
         let outbox_max = self.range("mqtt.outbox_max", m.outbox_max, 1, 10_000_000);
+        let protocol = match m.protocol.as_deref() {
+            None | Some("3.1.1") | Some("4") => Some(MqttProtocol::V311),
+            Some("5") | Some("5.0") => Some(MqttProtocol::V5),
+            Some(other) => {
+                self.problem(
+                    "mqtt.protocol",
+                    format!("{other:?} must be \"3.1.1\" or \"5\""),
+                );
+                None
+            }
+        };
+        let expiry = m
+            .message_expiry_s
+            .and_then(|s| self.range("mqtt.message_expiry_s", s, 1, 4_294_967_295));
+        if expiry.is_some() && protocol == Some(MqttProtocol::V311) {
+            self.problem(
+                "mqtt.message_expiry_s",
+                "needs protocol = \"5\" (MQTT 3.1.1 has no message expiry)",
+            );
+        }
         Some(MqttConfig {
             host: m.host,
             port: port? as u16,
@@ -304,6 +334,8 @@ impl Validator {
             password_file: m.password_file.map(|p| base.join(p)),
             outbox_max: outbox_max? as usize,
             spool_dir: m.spool_dir.map(|p| base.join(p)),
+            protocol: protocol?,
+            message_expiry: expiry.map(|s| Duration::from_secs(s as u64)),
         })
     }
 

@@ -42,6 +42,12 @@ pub struct RawMqtt {
     /// Directory where undelivered messages and sequence numbers survive a restart.
     #[serde(default)]
     pub spool_dir: Option<String>,
+    /// MQTT protocol version: "3.1.1" (default) or "5".
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// MQTT 5: seconds after which the broker discards an undelivered label message.
+    #[serde(default)]
+    pub message_expiry_s: Option<i64>,
 }
 
 impl Default for RawMqtt {
@@ -57,6 +63,8 @@ impl Default for RawMqtt {
             password_file: None,
             outbox_max: default_outbox_max(),
             spool_dir: None,
+            protocol: None,
+            message_expiry_s: None,
         }
     }
 }

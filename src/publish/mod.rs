@@ -14,6 +14,7 @@
 //! published and the thread waits, within the grace period, for the outbox to empty;
 //! whatever is left is written to the spool (`[mqtt] spool_dir`) or reported as lost.
 
+pub mod client;
 pub mod outbox;
 pub mod payload;
 pub mod spool;
@@ -24,10 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
-    Outgoing, Packet, QoS,
-};
+use rumqttc::QoS;
 use tokio::sync::{watch, Notify};
 
 use crate::capture::Backoff;
@@ -35,6 +33,7 @@ use crate::config::MqttConfig;
 use crate::labels::Labels;
 use crate::messages::Classification;
 use crate::status::StatusBoard;
+use client::{Client, Connect, Connection, NetEvent};
 use outbox::{OutMsg, Outbox};
 use spool::{Restored, Spool};
 
@@ -111,26 +110,6 @@ impl Publisher {
         format!("{}/status", self.mqtt.topic_prefix)
     }
 
-    fn options(&self) -> MqttOptions {
-        let mut o = MqttOptions::new(
-            self.mqtt.client_id.clone(),
-            self.mqtt.host.clone(),
-            self.mqtt.port,
-        );
-        o.set_keep_alive(Duration::from_secs(self.mqtt.keep_alive_s.into()));
-        o.set_last_will(LastWill::new(
-            self.status_topic(),
-            "offline",
-            QoS::AtLeastOnce,
-            true,
-        ));
-        o.set_max_packet_size(1 << 20, 1 << 20);
-        if let Some(user) = &self.mqtt.username {
-            o.set_credentials(user.clone(), self.password.clone().unwrap_or_default());
-        }
-        o
-    }
-
     /// The publisher thread: runs until the classification channel disconnects.
     pub fn run(mut self, rx: Receiver<Classification>) -> std::io::Result<PublishReport> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -155,7 +134,14 @@ impl Publisher {
             work: Notify::new(),
             progress: Notify::new(),
         });
-        let (client, eventloop) = AsyncClient::new(self.options(), WINDOW);
+        let (client, eventloop) = Client::new(Connect {
+            mqtt: &self.mqtt,
+            password: self.password.as_deref(),
+            will_topic: self.status_topic(),
+            capacity: WINDOW,
+        });
+        let client = Arc::new(client);
+        let expiry = self.mqtt.message_expiry;
         let (stop_tx, stop_rx) = watch::channel(false);
         let driver = rt.spawn(drive(
             eventloop,
@@ -164,7 +150,7 @@ impl Publisher {
             format!("{}:{}", self.mqtt.host, self.mqtt.port),
             stop_rx.clone(),
         ));
-        let feeder = rt.spawn(feed(client.clone(), shared.clone(), stop_rx));
+        let feeder = rt.spawn(feed(client.clone(), shared.clone(), expiry, stop_rx));
 
         let level = self.mqtt.qos;
         let topics: Vec<String> = self
@@ -340,7 +326,12 @@ impl Publisher {
 }
 
 /// Hands messages from the outbox to the client while connected.
-async fn feed(client: AsyncClient, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn feed(
+    client: Arc<Client>,
+    shared: Arc<Shared>,
+    expiry: Option<Duration>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let work = shared.work.notified();
         let next = if shared.connected.load(Ordering::SeqCst) {
@@ -350,11 +341,9 @@ async fn feed(client: AsyncClient, shared: Arc<Shared>, mut stop: watch::Receive
         };
         match next {
             Some(m) => {
-                if client
-                    .publish(m.topic, qos(m.qos), m.retain, m.payload)
-                    .await
-                    .is_err()
-                {
+                // Status messages are state, not events: they never expire.
+                let expiry = if m.camera.is_some() { expiry } else { None };
+                if client.publish(m, expiry).await.is_err() {
                     return; // the event loop is gone: shutting down
                 }
             }
@@ -368,27 +357,9 @@ async fn feed(client: AsyncClient, shared: Arc<Shared>, mut stop: watch::Receive
     }
 }
 
-/// A broker's refusal in words.
-fn describe(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::ConnectionRefused(code) => format!(
-            "broker refused the connection: {}",
-            match code {
-                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                ConnectReturnCode::NotAuthorized => "not authorized (check username and password)",
-                ConnectReturnCode::BadClientId => "client id rejected",
-                ConnectReturnCode::ServiceUnavailable => "service unavailable",
-                ConnectReturnCode::RefusedProtocolVersion => "protocol version not supported",
-                ConnectReturnCode::Success => "unexpected",
-            }
-        ),
-        other => other.to_string(),
-    }
-}
-
 /// Drives the rumqttc event loop until told to stop.
 async fn drive(
-    mut eventloop: EventLoop,
+    mut connection: Connection,
     shared: Arc<Shared>,
     status_topic: String,
     broker: String,
@@ -398,12 +369,12 @@ async fn drive(
     let mut was_connected = false;
     loop {
         let event = tokio::select! {
-            ev = eventloop.poll() => ev,
+            ev = connection.poll() => ev,
             _ = stop.changed() => {
                 // Keep polling briefly so the DISCONNECT request goes out.
                 let until = tokio::time::Instant::now() + Duration::from_secs(1);
-                while let Ok(Ok(ev)) = tokio::time::timeout_at(until, eventloop.poll()).await {
-                    if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                while let Ok(Ok(ev)) = tokio::time::timeout_at(until, connection.poll()).await {
+                    if ev == NetEvent::Disconnected {
                         break;
                     }
                 }
@@ -411,7 +382,7 @@ async fn drive(
             }
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(NetEvent::Connected) => {
                 was_connected = true;
                 backoff.reset();
                 tracing::info!(%broker, "connected to MQTT broker");
@@ -427,25 +398,20 @@ async fn drive(
                 shared.connected.store(true, Ordering::SeqCst);
                 shared.changed();
             }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                shared.outbox().on_confirmed(ack.pkid);
+            Ok(NetEvent::Confirmed(pkid)) => {
+                shared.outbox().on_confirmed(pkid);
                 shared.changed();
             }
-            Ok(Event::Incoming(Packet::PubComp(comp))) => {
-                shared.outbox().on_confirmed(comp.pkid);
-                shared.changed();
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            Ok(NetEvent::Written(pkid)) => {
                 shared.outbox().on_written(pkid);
                 shared.changed();
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(e) => {
+            Ok(NetEvent::Disconnected) => return,
+            Ok(NetEvent::Other) => {}
+            Err(error) => {
                 shared.connected.store(false, Ordering::SeqCst);
                 let delay = backoff.next_delay();
                 let pending = shared.outbox().pending();
-                let error = describe(&e);
                 if was_connected {
                     tracing::warn!(%broker, %error, pending, retry_in_ms = delay.as_millis() as u64, "lost MQTT broker");
                 } else {

@@ -137,6 +137,13 @@ impl Broker {
     /// so a persistent subscriber misses nothing while it is down.
     pub fn start_persistent() -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
+        // mosquitto started as root drops to its own user, which must be able to write
+        // the database there.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
         let extra = format!(
             "persistence true\npersistence_location {}/\nautosave_interval 0\n",
             dir.path().display()
@@ -277,6 +284,11 @@ impl Subscriber {
     /// off), so nothing published meanwhile is missed.
     pub fn connect_with(port: u16, filter: &str, persistent: bool) -> Subscriber {
         let id = format!("test-sub-{}-{}", std::process::id(), free_port());
+        Subscriber::connect_as(port, filter, &id, persistent)
+    }
+
+    /// Connects with a given client id (to resume a persistent session).
+    pub fn connect_as(port: u16, filter: &str, id: &str, persistent: bool) -> Subscriber {
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -293,6 +305,11 @@ impl Subscriber {
             for event in connection.iter() {
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        sink.lock().expect("lock").push(Message {
+                            topic: format!("$connack/session_present={}", ack.session_present),
+                            payload: Vec::new(),
+                            retain: false,
+                        });
                         if !ack.session_present {
                             let _ = sub_client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                         } else {

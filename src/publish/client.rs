@@ -1,0 +1,184 @@
+//! One face for rumqttc's MQTT 3.1.1 and MQTT 5 clients.
+//!
+//! The publisher needs the same few things from either protocol: publish (with an
+//! optional MQTT 5 message expiry), disconnect, and from the event loop the events that
+//! move the outbox (connected, written with packet id, confirmed). This module maps both
+//! clients onto that, so the rest of the publisher is protocol-free.
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5 as m5;
+use rumqttc::v5::mqttbytes::QoS as QoS5;
+use rumqttc::{ConnectReturnCode, Outgoing, Packet, QoS};
+
+use super::outbox::OutMsg;
+use crate::config::{MqttConfig, MqttProtocol};
+
+/// What the event loop reported, reduced to what the publisher acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    Connected,
+    /// A PUBLISH was written; `0` for QoS 0.
+    Written(u16),
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2) for this packet id.
+    Confirmed(u16),
+    /// Our DISCONNECT went out.
+    Disconnected,
+    Other,
+}
+
+pub enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+pub enum Connection {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+/// How to reach the broker.
+pub struct Connect<'a> {
+    pub mqtt: &'a MqttConfig,
+    pub password: Option<&'a str>,
+    pub will_topic: String,
+    /// Requests the client buffers.
+    pub capacity: usize,
+}
+
+fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+fn qos5(level: u8) -> QoS5 {
+    match level {
+        0 => QoS5::AtMostOnce,
+        1 => QoS5::AtLeastOnce,
+        _ => QoS5::ExactlyOnce,
+    }
+}
+
+impl Client {
+    pub fn new(c: Connect<'_>) -> (Client, Connection) {
+        let m = c.mqtt;
+        let keep_alive = Duration::from_secs(m.keep_alive_s.into());
+        match m.protocol {
+            MqttProtocol::V311 => {
+                let mut o = rumqttc::MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
+                o.set_keep_alive(keep_alive);
+                o.set_last_will(rumqttc::LastWill::new(
+                    c.will_topic,
+                    "offline",
+                    QoS::AtLeastOnce,
+                    true,
+                ));
+                o.set_max_packet_size(1 << 20, 1 << 20);
+                if let Some(user) = &m.username {
+                    o.set_credentials(user.clone(), c.password.unwrap_or_default());
+                }
+                let (client, el) = rumqttc::AsyncClient::new(o, c.capacity);
+                (Client::V4(client), Connection::V4(Box::new(el)))
+            }
+            MqttProtocol::V5 => {
+                let mut o =
+                    rumqttc::v5::MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
+                o.set_keep_alive(keep_alive);
+                o.set_last_will(m5::LastWill::new(
+                    c.will_topic,
+                    "offline",
+                    QoS5::AtLeastOnce,
+                    true,
+                    None,
+                ));
+                o.set_max_packet_size(Some(1 << 20));
+                if let Some(user) = &m.username {
+                    o.set_credentials(user.clone(), c.password.unwrap_or_default());
+                }
+                let (client, el) = rumqttc::v5::AsyncClient::new(o, c.capacity);
+                (Client::V5(client), Connection::V5(Box::new(el)))
+            }
+        }
+    }
+
+    /// Hands a message to the client; `expiry` (MQTT 5 only) bounds how long the broker
+    /// may keep it for subscribers.
+    pub async fn publish(&self, msg: OutMsg, expiry: Option<Duration>) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c
+                .publish(msg.topic, qos(msg.qos), msg.retain, msg.payload)
+                .await
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => {
+                let props = m5::PublishProperties {
+                    message_expiry_interval: expiry
+                        .map(|d| d.as_secs().clamp(1, u64::from(u32::MAX)) as u32),
+                    ..Default::default()
+                };
+                c.publish_with_properties(msg.topic, qos5(msg.qos), msg.retain, msg.payload, props)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub async fn disconnect(&self) {
+        let _ = match self {
+            Client::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Client::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
+    }
+}
+
+impl Connection {
+    /// Next event; an error is described in words (a refusal names its reason).
+    pub async fn poll(&mut self) -> Result<NetEvent, String> {
+        match self {
+            Connection::V4(el) => match el.poll().await {
+                Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => Ok(NetEvent::Connected),
+                Ok(rumqttc::Event::Incoming(Packet::PubAck(a))) => Ok(NetEvent::Confirmed(a.pkid)),
+                Ok(rumqttc::Event::Incoming(Packet::PubComp(c))) => Ok(NetEvent::Confirmed(c.pkid)),
+                Ok(rumqttc::Event::Outgoing(Outgoing::Publish(p))) => Ok(NetEvent::Written(p)),
+                Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => Ok(NetEvent::Disconnected),
+                Ok(_) => Ok(NetEvent::Other),
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Err(format!(
+                    "broker refused the connection: {}",
+                    match code {
+                        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                        ConnectReturnCode::NotAuthorized => {
+                            "not authorized (check username and password)"
+                        }
+                        ConnectReturnCode::BadClientId => "client id rejected",
+                        ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                        ConnectReturnCode::RefusedProtocolVersion => {
+                            "protocol version not supported"
+                        }
+                        ConnectReturnCode::Success => "unexpected",
+                    }
+                )),
+                Err(e) => Err(e.to_string()),
+            },
+            Connection::V5(el) => match el.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(m5::Packet::ConnAck(_))) => Ok(NetEvent::Connected),
+                Ok(rumqttc::v5::Event::Incoming(m5::Packet::PubAck(a))) => {
+                    Ok(NetEvent::Confirmed(a.pkid))
+                }
+                Ok(rumqttc::v5::Event::Incoming(m5::Packet::PubComp(c))) => {
+                    Ok(NetEvent::Confirmed(c.pkid))
+                }
+                Ok(rumqttc::v5::Event::Outgoing(Outgoing::Publish(p))) => Ok(NetEvent::Written(p)),
+                Ok(rumqttc::v5::Event::Outgoing(Outgoing::Disconnect)) => {
+                    Ok(NetEvent::Disconnected)
+                }
+                Ok(_) => Ok(NetEvent::Other),
+                Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
+                    Err(format!("broker refused the connection: {code:?}"))
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+}
