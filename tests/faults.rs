@@ -486,3 +486,45 @@ fn mqtt5_message_expiry_keeps_stale_labels_from_late_subscribers() {
         );
     }
 }
+
+#[test]
+fn full_outbox_drops_the_oldest_counts_them_and_delivers_the_rest() {
+    // No broker while the file is classified (10 messages) and room for 4: the 6 oldest
+    // are dropped and counted, the 4 newest are delivered once the broker is back. The
+    // subscriber's session is made before and survives the outage, so it sees exactly
+    // what the daemon delivered.
+    let mut broker = Broker::start_persistent();
+    let sub = Subscriber::connect_with(broker.port, "box/#", true);
+    broker.stop();
+    let clip = fixtures().join("clip.mp4").display().to_string();
+    let cfg = config(broker.port, "box", &[("cam", &clip, 5.0)], "")
+        .replace("qos = 1\n", "qos = 1\noutbox_max = 4\n");
+    let mut d = Daemon::start_with(&cfg, &["--shutdown-grace", "60s"], &[]);
+    assert!(d.wait_for_log("file finished", PATIENCE), "{}", d.stderr());
+    assert!(d.wait_for_log("cannot reach MQTT broker", PATIENCE));
+    broker.restart();
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("outbox full: oldest label messages dropped"),
+        "{log}"
+    );
+    assert_eq!(summary(&log, "cam", "outbox_dropped"), 6, "{log}");
+    assert!(sub.wait_until(PATIENCE, at_least("box/cam/labels", 4)));
+    assert!(sub.wait_until(PATIENCE, |m| m
+        .iter()
+        .any(|m| m.topic == "box/cam/status" && m.json()["state"] == "finished")));
+    std::thread::sleep(Duration::from_millis(500));
+    let seqs: Vec<u64> = labels(&sub, "box/cam/labels")
+        .iter()
+        .filter_map(|m| m["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, vec![6, 7, 8, 9], "the newest four, in order");
+    let st = sub
+        .on("box/cam/status")
+        .last()
+        .map(Message::json)
+        .expect("status");
+    assert_eq!(st["outbox_dropped"], 6, "{st}");
+}

@@ -158,6 +158,16 @@ impl Broker {
         b
     }
 
+    /// A port for a broker that is not running yet: `restart()` starts it.
+    pub fn reserve() -> Broker {
+        Broker {
+            port: stable_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+            extra: String::new(),
+        }
+    }
+
     /// A broker that requires `user`/`password`.
     pub fn start_with_password(user: &str, password: &str) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
