@@ -22,12 +22,15 @@
 //! stages), [`labels`] (class names), [`status`] (per-camera state for the status topic),
 //! [`pipeline`] (wiring, start-up checks, shutdown).
 
+pub mod admin;
 pub mod capture;
 pub mod config;
 pub mod inference;
 pub mod labels;
 pub mod messages;
+pub mod metrics;
 pub mod pipeline;
 pub mod preprocess;
 pub mod publish;
+pub mod service;
 pub mod status;

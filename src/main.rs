@@ -48,9 +48,22 @@ struct RunArgs {
     log: String,
 }
 
+/// Logs go to journald (structured fields) when systemd connected stderr to the journal,
+/// to stderr otherwise.
 fn init_logging(filter: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if streamclassd::service::stderr_is_journal() {
+        if let Ok(journal) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journal.with_syslog_identifier("streamclassd".into()))
+                .init();
+            return;
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

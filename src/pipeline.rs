@@ -17,13 +17,16 @@ use std::time::Duration;
 
 use crossbeam_channel::bounded;
 
+use crate::admin::Admin;
 use crate::capture::{Capture, CaptureEnd, FrameSink, Source};
-use crate::config::Config;
+use crate::config::{Config, PasswordSource};
 use crate::inference::{self, InferenceWorker, ModelError};
 use crate::labels::{Labels, LabelsError};
+use crate::metrics::Metrics;
 use crate::preprocess::{self, Preprocessor};
 use crate::publish::spool::{Restored, Spool};
 use crate::publish::{PublishReport, Publisher};
+use crate::service::{LivenessBuilder, Notifier};
 use crate::status::StatusBoard;
 
 /// Exit codes (sysexits.h), documented in the README.
@@ -54,9 +57,16 @@ pub enum RunError {
         id: String,
         path: PathBuf,
     },
-    #[error("mqtt.password_file {path}: {source}")]
+    #[error("MQTT password {path}: {source}")]
     PasswordFile {
         path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mqtt.password_credential {name:?}: CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")]
+    NoCredentials { name: String },
+    #[error("admin.listen {addr}: {source}")]
+    Admin {
+        addr: std::net::SocketAddr,
         source: std::io::Error,
     },
     #[error("mqtt.spool_dir {path}: {source}")]
@@ -84,7 +94,10 @@ pub enum RunError {
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::SourceMissing { .. } | RunError::PasswordFile { .. } => exit::NOINPUT,
+            RunError::SourceMissing { .. }
+            | RunError::PasswordFile { .. }
+            | RunError::NoCredentials { .. } => exit::NOINPUT,
+            RunError::Admin { .. } => exit::UNAVAILABLE,
             RunError::Spool { .. } => exit::CANTCREAT,
             RunError::Model(ModelError::RuntimeMissing(_) | ModelError::RuntimeLoad { .. }) => {
                 exit::UNAVAILABLE
@@ -115,6 +128,33 @@ pub struct RunOptions {
 pub struct Summary {
     pub captures: Vec<CaptureEnd>,
     pub publish: PublishReport,
+}
+
+/// systemd's STATUS= line: cameras by state, classification rate, broker.
+fn service_status(
+    ids: &[Arc<str>],
+    status: &StatusBoard,
+    metrics: &Metrics,
+    since: std::time::Instant,
+) -> String {
+    let mut streaming = 0;
+    let mut classified = 0;
+    for i in 0..ids.len() {
+        if let Some((_, s)) = status.snapshot(i) {
+            streaming += usize::from(s.state == crate::status::CameraState::Streaming);
+            classified += s.classified;
+        }
+    }
+    format!(
+        "{streaming}/{} camera(s) streaming, {:.1} frames/s classified, broker {}",
+        ids.len(),
+        classified as f64 / since.elapsed().as_secs_f64().max(1.0),
+        if metrics.broker_is_connected() {
+            "connected"
+        } else {
+            "not connected"
+        }
+    )
 }
 
 /// The first line of a password file (trailing newline and spaces removed).
@@ -154,9 +194,14 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             }
         }
     }
-    let password = match &cfg.mqtt.password_file {
-        Some(path) => Some(read_password(path)?),
-        None => None,
+    let password = match &cfg.mqtt.password {
+        PasswordSource::None => None,
+        PasswordSource::File(path) => Some(read_password(path)?),
+        PasswordSource::Credential(name) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .ok_or_else(|| RunError::NoCredentials { name: name.clone() })?;
+            Some(read_password(&PathBuf::from(dir).join(name))?)
+        }
     };
     let restored = match &cfg.mqtt.spool_dir {
         Some(dir) => Spool::new(dir)
@@ -202,6 +247,35 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     let (class_tx, class_rx) = bounded(256);
 
     let status = Arc::new(StatusBoard::new(n));
+    let metrics = Arc::new(Metrics::new(ids.clone(), status.clone()));
+    metrics.set_model_loaded();
+    let admin_stop = Arc::new(AtomicBool::new(false));
+    let admin = match cfg.admin_listen {
+        Some(addr) => Some(
+            Admin {
+                metrics: metrics.clone(),
+                status: status.clone(),
+                cameras: ids.clone(),
+            }
+            .spawn(addr, admin_stop.clone())
+            .map_err(|source| RunError::Admin { addr, source })?,
+        ),
+        None => None,
+    };
+    // What "wedged" means for each stage: busy on one item for longer than any healthy
+    // run could take.
+    let mut lb = LivenessBuilder::default();
+    let publish_beat = lb.stage("publish", Duration::from_secs(30));
+    let inference_beat = lb.stage("inference", Duration::from_secs(60));
+    let mut stage_beats = Vec::with_capacity(n);
+    for cam in &cfg.cameras {
+        let capture_limit = cam.open_timeout.max(cam.stall_timeout) + Duration::from_secs(15);
+        stage_beats.push((
+            lb.stage(format!("capture {}", cam.id), capture_limit),
+            lb.stage(format!("preprocess {}", cam.id), Duration::from_secs(10)),
+        ));
+    }
+    let liveness = lb.build();
     let publisher = Publisher {
         mqtt: cfg.mqtt.clone(),
         password,
@@ -212,14 +286,18 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         cancel: cancel.clone(),
         status: status.clone(),
         restored,
+        metrics: metrics.clone(),
+        beat: liveness.beat(publish_beat),
     };
     let publish = spawn("publish".into(), move || {
         let _span = tracing::info_span!("publish").entered();
         publisher.run(class_rx)
     })?;
+    let inference_metrics = metrics.clone();
+    let beat = liveness.beat(inference_beat);
     let inference = spawn("inference".into(), move || {
         let _span = tracing::info_span!("inference").entered();
-        worker.run(prep_rxs, class_tx)
+        worker.run(prep_rxs, class_tx, &inference_metrics, beat)
     })?;
 
     let mut captures = Vec::with_capacity(n);
@@ -238,9 +316,10 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         };
         let pre = Preprocessor::new(spec);
         let span_id = id.clone();
+        let pre_beat = liveness.beat(stage_beats[i].1);
         preprocessors.push(spawn(format!("pre-{id}"), move || {
             let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
-            preprocess::run(pre, frame_rx, tx)
+            preprocess::run(pre, frame_rx, tx, pre_beat)
         })?);
         let capture = Capture {
             camera: i,
@@ -248,6 +327,7 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             config: cam.clone(),
             cancel: cancel.clone(),
             status: status.clone(),
+            beat: liveness.beat(stage_beats[i].0),
         };
         captures.push(spawn(format!("cap-{id}"), move || {
             let _span = tracing::info_span!("capture", camera = %capture.id).entered();
@@ -256,6 +336,9 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     }
     tracing::info!(cameras = n, "pipeline running");
     let running_since = std::time::Instant::now();
+    let mut notifier = Notifier::new();
+    let mut stopping_sent = false;
+    notifier.ready(&format!("{n} camera(s), model {}", cfg.model.name));
 
     // Watch every thread: a panic anywhere stops the capture side so the rest drains.
     let mut panicked = 0;
@@ -278,9 +361,20 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         if all_done {
             break;
         }
+        if cancel.load(Ordering::Relaxed) && !stopping_sent {
+            stopping_sent = true;
+            notifier.stopping();
+        }
+        notifier.tick(&liveness, || {
+            service_status(&ids, &status, &metrics, running_since)
+        });
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    admin_stop.store(true, Ordering::Relaxed);
+    if let Some(h) = admin {
+        panicked += usize::from(h.join().is_err());
+    }
     let mut ends = Vec::with_capacity(n);
     for (i, h) in captures.into_iter().enumerate() {
         match h.join() {

@@ -45,6 +45,10 @@ pub struct CameraStatus {
     pub dropped: u64,
     /// Frames that could not be decoded (skipped).
     pub decode_errors: u64,
+    /// Label messages queued for the broker.
+    pub classified: u64,
+    /// Label messages dropped because the outbox was full.
+    pub outbox_dropped: u64,
 }
 
 impl Default for CameraStatus {
@@ -57,6 +61,8 @@ impl Default for CameraStatus {
             frames: 0,
             dropped: 0,
             decode_errors: 0,
+            classified: 0,
+            outbox_dropped: 0,
         }
     }
 }
@@ -70,6 +76,14 @@ pub struct StatusBoard {
     slots: Vec<Mutex<Slot>>,
     bell: Sender<()>,
     rings: Receiver<()>,
+}
+
+impl std::fmt::Debug for StatusBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusBoard")
+            .field("cameras", &self.slots.len())
+            .finish()
+    }
 }
 
 impl StatusBoard {

@@ -24,6 +24,7 @@ use opencv::videoio::{self, VideoCapture};
 
 use crate::config::CameraConfig;
 use crate::messages::Frame;
+use crate::service::Beat;
 use crate::status::{CameraState, StatusBoard};
 
 /// Consecutive failed reads after which a file is taken to have ended (a damaged file can
@@ -145,6 +146,7 @@ pub struct Capture {
     pub config: CameraConfig,
     pub cancel: Arc<AtomicBool>,
     pub status: Arc<StatusBoard>,
+    pub beat: Beat,
 }
 
 fn millis(d: Duration) -> i32 {
@@ -241,7 +243,10 @@ impl Capture {
         let mut last_frame = Instant::now();
         while !self.cancelled() {
             let open_started = Instant::now();
-            let mut cap = match self.open() {
+            self.beat.busy();
+            let opened = self.open();
+            self.beat.idle();
+            let mut cap = match opened {
                 Ok(cap) => cap,
                 Err(e) if !live => {
                     self.state(CameraState::Failed, Some(e.clone()));
@@ -281,7 +286,9 @@ impl Capture {
             while !self.cancelled() {
                 let mut image = Mat::default();
                 let read_started = Instant::now();
+                self.beat.busy();
                 let ok = matches!(cap.read(&mut image), Ok(true)) && !image.empty();
+                self.beat.idle();
                 if !ok {
                     failures += 1;
                     if live {

@@ -24,6 +24,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub model: ModelConfig,
     pub cameras: Vec<CameraConfig>,
+    /// Where the admin HTTP listener binds (none when absent).
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,12 +37,22 @@ pub struct MqttConfig {
     pub client_id: String,
     pub keep_alive_s: u16,
     pub username: Option<String>,
-    pub password_file: Option<PathBuf>,
+    pub password: PasswordSource,
     pub outbox_max: usize,
     pub spool_dir: Option<PathBuf>,
     pub protocol: MqttProtocol,
     /// MQTT 5 message expiry of label messages.
     pub message_expiry: Option<Duration>,
+}
+
+/// Where the broker password comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    None,
+    /// First line of this file.
+    File(PathBuf),
+    /// A systemd credential: `$CREDENTIALS_DIRECTORY/<name>`.
+    Credential(String),
 }
 
 /// MQTT protocol version.
@@ -170,8 +182,11 @@ impl Config {
         let mut v = Validator::default();
 
         for key in table.keys() {
-            if !matches!(key.as_str(), "mqtt" | "model" | "camera") {
-                v.problem(key, "unknown section; expected `mqtt`, `model` or `camera`");
+            if !matches!(key.as_str(), "mqtt" | "model" | "camera" | "admin") {
+                v.problem(
+                    key,
+                    "unknown section; expected `mqtt`, `model`, `camera` or `admin`",
+                );
             }
         }
 
@@ -200,6 +215,20 @@ impl Config {
             None => v.problem("camera", "at least one `[[camera]]` is required"),
         }
 
+        let admin = match table.get("admin") {
+            Some(value) => v.section::<raw::RawAdmin>("admin", value),
+            None => Some(raw::RawAdmin::default()),
+        };
+        let admin_listen = admin.and_then(|a| a.listen).and_then(|l| match l.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                v.problem(
+                    "admin.listen",
+                    format!("{l:?} is not an address:port such as \"127.0.0.1:9810\""),
+                );
+                None
+            }
+        });
         let mqtt = mqtt.and_then(|m| v.mqtt(m, base));
         let model = model.and_then(|m| v.model(m, base));
         let cameras: Vec<_> = cameras
@@ -215,6 +244,7 @@ impl Config {
                 mqtt,
                 model,
                 cameras,
+                admin_listen,
             }),
             _ => Err(ParseError::Invalid(v.problems)),
         }
@@ -299,8 +329,27 @@ impl Validator {
         if m.username.as_deref() == Some("") {
             self.problem("mqtt.username", "must not be empty (leave it out for none)");
         }
-        if m.password_file.is_some() && m.username.is_none() {
-            self.problem("mqtt.password_file", "needs mqtt.username");
+        let password = match (m.password_file, m.password_credential) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "mqtt.password_credential",
+                    "give either password_file or password_credential, not both",
+                );
+                PasswordSource::None
+            }
+            (Some(f), None) => PasswordSource::File(base.join(f)),
+            (None, Some(c)) if c.is_empty() || c.contains('/') => {
+                self.problem(
+                    "mqtt.password_credential",
+                    format!("{c:?} must be a credential name (no '/')"),
+                );
+                PasswordSource::None
+            }
+            (None, Some(c)) => PasswordSource::Credential(c),
+            (None, None) => PasswordSource::None,
+        };
+        if password != PasswordSource::None && m.username.is_none() {
+            self.problem("mqtt.username", "is required when a password is configured");
         }
         let outbox_max = self.range("mqtt.outbox_max", m.outbox_max, 1, 10_000_000);
         let protocol = match m.protocol.as_deref() {
@@ -331,7 +380,7 @@ impl Validator {
             client_id,
             keep_alive_s: keep_alive? as u16,
             username: m.username,
-            password_file: m.password_file.map(|p| base.join(p)),
+            password,
             outbox_max: outbox_max? as usize,
             spool_dir: m.spool_dir.map(|p| base.join(p)),
             protocol: protocol?,

@@ -36,6 +36,9 @@ pub struct RawMqtt {
     /// File holding the password (its first line), so the config never contains it.
     #[serde(default)]
     pub password_file: Option<String>,
+    /// Name of a systemd credential (`LoadCredential=`) holding the password.
+    #[serde(default)]
+    pub password_credential: Option<String>,
     /// Label messages that may wait for the broker; beyond this the oldest are dropped.
     #[serde(default = "default_outbox_max")]
     pub outbox_max: i64,
@@ -61,6 +64,7 @@ impl Default for RawMqtt {
             keep_alive_s: default_keep_alive(),
             username: None,
             password_file: None,
+            password_credential: None,
             outbox_max: default_outbox_max(),
             spool_dir: None,
             protocol: None,
@@ -196,4 +200,13 @@ fn default_open_timeout() -> f64 {
 }
 fn default_reconnect_max() -> f64 {
     30.0
+}
+
+/// `[admin]`: the HTTP listener for metrics and health.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address to listen on, e.g. "127.0.0.1:9810"; no listener when absent.
+    #[serde(default)]
+    pub listen: Option<String>,
 }

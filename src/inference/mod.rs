@@ -16,7 +16,9 @@ use ort::value::TensorRef;
 
 use crate::config::ModelConfig;
 use crate::messages::{Classification, Latency, Prepared, Scored};
+use crate::metrics::Metrics;
 use crate::preprocess::PreprocessSpec;
+use crate::service::Beat;
 pub use model::{load_runtime, BatchDim, Element, ModelError, ModelIo, Runtime};
 
 use half::f16;
@@ -182,7 +184,13 @@ impl InferenceWorker {
     /// most one preprocessed frame waiting and none can crowd out another: the worker
     /// waits for any camera, then takes whatever the other cameras have ready (round robin
     /// from the one that woke it), up to `max_batch`. Ends when every camera has hung up.
-    pub fn run(mut self, inputs: Vec<Receiver<Prepared>>, tx: Sender<Classification>) {
+    pub fn run(
+        mut self,
+        inputs: Vec<Receiver<Prepared>>,
+        tx: Sender<Classification>,
+        metrics: &Metrics,
+        beat: Beat,
+    ) {
         let mut batch: Vec<Prepared> = Vec::with_capacity(self.max_batch);
         let mut stats = BatchStats::default();
         let mut open = vec![true; inputs.len()];
@@ -192,7 +200,9 @@ impl InferenceWorker {
         }
         let mut remaining = inputs.len();
         while remaining > 0 {
+            beat.idle();
             let op = select.select();
+            beat.busy();
             let woke = op.index();
             match op.recv(&inputs[woke]) {
                 Ok(p) => batch.push(p),
@@ -220,6 +230,8 @@ impl InferenceWorker {
             let inference_ms = started.elapsed().as_secs_f64() * 1e3;
             let size = batch.len();
             stats.record(size);
+            metrics.inference_seconds.observe(inference_ms / 1e3);
+            metrics.batch_size.observe(size as f64);
             match result {
                 Ok(tops) => {
                     let done = Instant::now();

@@ -26,6 +26,7 @@ use opencv::prelude::*;
 
 use crate::config::ChannelOrder;
 use crate::messages::{Frame, Prepared};
+use crate::service::Beat;
 pub use preset::{Preset, ResizeMode};
 pub use resample::Interpolation;
 use resample::{Resampler, View, Window};
@@ -288,15 +289,17 @@ impl Preprocessor {
 /// hangs up. Sending blocks: the inference edge is where live cameras wait, while their
 /// capture edge keeps only the newest frame. Returns how many frames entered
 /// preprocessing.
-pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>) -> u64 {
+pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>, beat: Beat) -> u64 {
     let len = pre.spec().tensor_len();
     let mut entered = 0;
     for frame in rx {
+        beat.busy();
         entered += 1;
         let started = Instant::now();
         let mut tensor = vec![0f32; len];
         if let Err(e) = pre.run_into(&frame.image, &mut tensor) {
             tracing::warn!(camera = %frame.camera_id, frame = frame.index, error = %e, "frame skipped");
+            beat.idle();
             continue;
         }
         let prepared = Prepared {
@@ -305,10 +308,13 @@ pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>) -> 
             tensor,
             meta: frame.meta(),
         };
+        // Waiting for inference to take the frame is idle time, not work.
+        beat.idle();
         if tx.send(prepared).is_err() {
             break;
         }
     }
+    beat.idle();
     entered
 }
 

@@ -32,6 +32,8 @@ use crate::capture::Backoff;
 use crate::config::MqttConfig;
 use crate::labels::Labels;
 use crate::messages::Classification;
+use crate::metrics::Metrics;
+use crate::service::Beat;
 use crate::status::StatusBoard;
 use client::{Client, Connect, Connection, NetEvent};
 use outbox::{OutMsg, Outbox};
@@ -103,6 +105,8 @@ pub struct Publisher {
     pub status: Arc<StatusBoard>,
     /// What the spool held at start (empty without a spool).
     pub restored: Restored,
+    pub metrics: Arc<Metrics>,
+    pub beat: Beat,
 }
 
 impl Publisher {
@@ -146,6 +150,7 @@ impl Publisher {
         let driver = rt.spawn(drive(
             eventloop,
             shared.clone(),
+            self.metrics.clone(),
             self.status_topic(),
             format!("{}:{}", self.mqtt.host, self.mqtt.port),
             stop_rx.clone(),
@@ -174,8 +179,10 @@ impl Publisher {
         self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
 
         loop {
+            self.beat.idle();
             select! {
                 recv(rx) -> msg => {
+                    self.beat.busy();
                     let Ok(c) = msg else { break };
                     let cam = c.meta.camera;
                     let id = &self.cameras[cam];
@@ -185,6 +192,8 @@ impl Publisher {
                     }
                     seq[cam] += 1;
                     report.published[cam] += 1;
+                    self.status.count(cam, |s| s.classified += 1);
+                    self.metrics.latency_seconds.observe(c.latency.total / 1e3);
                     let msg = OutMsg {
                         topic: topics[cam].clone(),
                         payload: buf.clone(),
@@ -196,6 +205,7 @@ impl Publisher {
                     if let Some(lost) = lost {
                         if let Some(cam) = lost.camera {
                             report.outbox_dropped[cam] += 1;
+                            self.status.count(cam, |s| s.outbox_dropped += 1);
                             if report.outbox_dropped[cam].is_power_of_two() {
                                 tracing::warn!(camera = %self.cameras[cam],
                                     dropped = report.outbox_dropped[cam],
@@ -204,6 +214,7 @@ impl Publisher {
                         }
                     }
                     shared.changed();
+                    self.metrics.outbox_depth.set(shared.outbox().pending() as i64);
                 },
                 recv(self.status.rings()) -> _ => {
                     self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
@@ -361,6 +372,7 @@ async fn feed(
 async fn drive(
     mut connection: Connection,
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
     status_topic: String,
     broker: String,
     mut stop: watch::Receiver<bool>,
@@ -396,10 +408,16 @@ async fn drive(
                     });
                 }
                 shared.connected.store(true, Ordering::SeqCst);
+                metrics.broker_connected.set(1);
                 shared.changed();
             }
             Ok(NetEvent::Confirmed(pkid)) => {
-                shared.outbox().on_confirmed(pkid);
+                let depth = {
+                    let mut o = shared.outbox();
+                    o.on_confirmed(pkid);
+                    o.pending()
+                };
+                metrics.outbox_depth.set(depth as i64);
                 shared.changed();
             }
             Ok(NetEvent::Written(pkid)) => {
@@ -410,6 +428,8 @@ async fn drive(
             Ok(NetEvent::Other) => {}
             Err(error) => {
                 shared.connected.store(false, Ordering::SeqCst);
+                metrics.broker_connected.set(0);
+                metrics.broker_errors.inc();
                 let delay = backoff.next_delay();
                 let pending = shared.outbox().pending();
                 if was_connected {

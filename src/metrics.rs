@@ -1,0 +1,205 @@
+//! Prometheus metrics: histograms observed by the stages, and per-camera counters read
+//! from the [`StatusBoard`] at scrape time (so every counter has one source of truth).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::status::{CameraState, StatusBoard};
+
+/// Metrics shared by the stages; cheap to update (atomics).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Duration of one inference run (a whole batch), seconds.
+    pub inference_seconds: Histogram,
+    /// Frames per inference run.
+    pub batch_size: Histogram,
+    /// Capture to hand-over to the publisher, seconds.
+    pub latency_seconds: Histogram,
+    /// Broker connection failures.
+    pub broker_errors: Counter,
+    /// Messages waiting in the outbox (queued or in flight).
+    pub outbox_depth: Gauge,
+    pub broker_connected: Gauge,
+    model_loaded: AtomicBool,
+}
+
+/// Name, help and how to read a per-camera counter from a status.
+type CounterDef = (
+    &'static str,
+    &'static str,
+    fn(&crate::status::CameraStatus) -> u64,
+);
+
+#[derive(Debug)]
+struct Cameras {
+    ids: Vec<Arc<str>>,
+    status: Arc<StatusBoard>,
+}
+
+const STATES: [(CameraState, &str); 6] = [
+    (CameraState::Starting, "starting"),
+    (CameraState::Streaming, "streaming"),
+    (CameraState::Reconnecting, "reconnecting"),
+    (CameraState::Stalled, "stalled"),
+    (CameraState::Failed, "failed"),
+    (CameraState::Finished, "finished"),
+];
+
+impl Collector for Cameras {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snaps: Vec<_> = (0..self.ids.len())
+            .filter_map(|i| {
+                self.status
+                    .snapshot(i)
+                    .map(|(_, s)| (self.ids[i].as_ref(), s))
+            })
+            .collect();
+        let counters: [CounterDef; 4] = [
+            (
+                "streamclassd_frames_captured",
+                "Frames decoded from the source.",
+                |s| s.frames,
+            ),
+            (
+                "streamclassd_frames_classified",
+                "Frames classified and queued for the broker.",
+                |s| s.classified,
+            ),
+            (
+                "streamclassd_reconnects",
+                "Times the source was reopened after a failure or stall.",
+                |s| s.reconnects,
+            ),
+            (
+                "streamclassd_frames_dropped_busy",
+                "Frames dropped because the pipeline was busy (live sources).",
+                |s| s.dropped,
+            ),
+        ];
+        for (name, help, get) in counters {
+            let probe = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
+            for (id, s) in &snaps {
+                let labels = [("camera", *id)];
+                ConstCounter::new(get(s)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let probe = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "streamclassd_frames_dropped",
+            "Frames or messages lost, by reason: busy (live source ahead of inference), decode_error (undecodable frame skipped), outbox_full (oldest message dropped while the broker was away).",
+            None,
+            probe.metric_type(),
+        )?;
+        for (id, s) in &snaps {
+            for (reason, v) in [
+                ("busy", s.dropped),
+                ("decode_error", s.decode_errors),
+                ("outbox_full", s.outbox_dropped),
+            ] {
+                let labels = [("camera", *id), ("reason", reason)];
+                ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let probe = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "streamclassd_camera_state",
+            "1 for the camera's current state, 0 for the others.",
+            None,
+            probe.metric_type(),
+        )?;
+        for (id, s) in &snaps {
+            for (state, name) in STATES {
+                let labels = [("camera", *id), ("state", name)];
+                ConstGauge::new(i64::from(s.state == state))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    pub fn new(ids: Vec<Arc<str>>, status: Arc<StatusBoard>) -> Metrics {
+        let mut registry = Registry::default();
+        let inference_seconds = Histogram::new([
+            0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+        ]);
+        let batch_size = Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0]);
+        let latency_seconds = Histogram::new([
+            0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        let broker_errors = Counter::default();
+        let outbox_depth = Gauge::default();
+        let broker_connected = Gauge::default();
+        registry.register(
+            "streamclassd_inference_duration_seconds",
+            "Duration of one inference run (a batch).",
+            inference_seconds.clone(),
+        );
+        registry.register(
+            "streamclassd_batch_size",
+            "Frames per inference run.",
+            batch_size.clone(),
+        );
+        registry.register(
+            "streamclassd_latency_seconds",
+            "Capture to publish, per classified frame.",
+            latency_seconds.clone(),
+        );
+        registry.register(
+            "streamclassd_broker_errors",
+            "Failed or lost connections to the MQTT broker.",
+            broker_errors.clone(),
+        );
+        registry.register(
+            "streamclassd_outbox_depth",
+            "Messages not yet confirmed by the broker.",
+            outbox_depth.clone(),
+        );
+        registry.register(
+            "streamclassd_broker_connected",
+            "1 while connected to the MQTT broker.",
+            broker_connected.clone(),
+        );
+        registry.register_collector(Box::new(Cameras { ids, status }));
+        Metrics {
+            registry,
+            inference_seconds,
+            batch_size,
+            latency_seconds,
+            broker_errors,
+            outbox_depth,
+            broker_connected,
+            model_loaded: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_model_loaded(&self) {
+        self.model_loaded.store(true, Ordering::Relaxed);
+    }
+
+    pub fn model_loaded(&self) -> bool {
+        self.model_loaded.load(Ordering::Relaxed)
+    }
+
+    pub fn broker_is_connected(&self) -> bool {
+        self.broker_connected.get() > 0
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
