@@ -293,3 +293,79 @@ fn fixed_batch_model_that_outputs_probabilities_is_not_softmaxed_again() {
     assert!(log.contains("fixed batch size"), "{log}");
     assert!(log.contains("largest_batch=1"), "{log}");
 }
+
+#[test]
+fn debounced_label_and_stats_topics() {
+    // Real weights on real photos: the debounced label walks through the photos' classes,
+    // changing only when a class held 3 of the last 5 frames.
+    let photos = fixtures().join("photos.mp4").display().to_string();
+    let effnet = common::repo().join("models/efficientnet-lite0.onnx");
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "deb/#");
+    let cfg = config(broker.port, "deb", &[("cam", &photos, 0.0)], "")
+        .replace(
+            &common::model().display().to_string(),
+            &effnet.display().to_string(),
+        )
+        .replace(
+            "qos = 1\n",
+            "qos = 1\nlabel_hold = 3\nlabel_window = 5\nstats_interval_s = 1\n",
+        )
+        + "\n[model.preprocess]\npreset = \"tf-efficientnet-lite\"\n";
+    // [model.preprocess] must follow [model]: move the camera table after it.
+    let (head, cams) = cfg.split_at(cfg.find("\n[[camera]]").expect("camera"));
+    let (cams, pre) = cams.split_at(cams.find("\n[model.preprocess]").expect("preprocess"));
+    let mut daemon = Daemon::start(&format!("{head}{pre}\n{cams}"));
+    let status = daemon.wait();
+    assert_eq!(status.code(), Some(0), "{}", daemon.stderr());
+    assert!(sub.wait_until(PATIENCE, |m| m
+        .iter()
+        .any(|m| m.topic == "deb/status" && m.payload == b"offline")));
+
+    // Replay the debounce independently over the per-frame top-1s.
+    let frames = labels_of(&sub, "deb", "cam");
+    assert_eq!(frames.len(), 120);
+    let mut recent: std::collections::VecDeque<u64> = Default::default();
+    let mut current = None;
+    let mut expected = Vec::new();
+    for f in &frames {
+        let top1 = f["top5"][0]["index"].as_u64().expect("index");
+        if recent.len() == 5 {
+            recent.pop_front();
+        }
+        recent.push_back(top1);
+        if current != Some(top1) && recent.iter().filter(|&&c| c == top1).count() >= 3 {
+            current = Some(top1);
+            expected.push((top1, f["frame"].as_u64().expect("frame")));
+        }
+    }
+    let got: Vec<(u64, u64)> = sub
+        .on("deb/cam/label")
+        .iter()
+        .map(|m| {
+            let v = m.json();
+            (
+                v["index"].as_u64().expect("index"),
+                v["frame"].as_u64().expect("frame"),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    let names: Vec<String> = sub
+        .on("deb/cam/label")
+        .iter()
+        .map(|m| m.json()["label"].as_str().unwrap_or("").to_owned())
+        .collect();
+    eprintln!("debounced labels: {names:?}");
+    assert!(names.len() >= 5, "one label per photo at least: {names:?}");
+    assert!(names.len() < 30, "the label chatters: {names:?}");
+
+    let stats: Vec<Value> = sub.on("deb/stats").iter().map(Message::json).collect();
+    assert!(!stats.is_empty(), "no stats message");
+    let last = stats.last().expect("stats");
+    assert!(
+        last["cameras"]["cam"]["classified"].as_u64().unwrap_or(0) > 0,
+        "{last}"
+    );
+    assert!(last["uptime_s"].as_u64().is_some());
+}

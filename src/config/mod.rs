@@ -41,6 +41,10 @@ pub struct MqttConfig {
     pub outbox_max: usize,
     pub spool_dir: Option<PathBuf>,
     pub protocol: MqttProtocol,
+    /// Period of the retained `{prefix}/stats` message (none: off).
+    pub stats_interval: Option<Duration>,
+    /// Debounce of `{prefix}/{camera}/label`: (hold, window), off when absent.
+    pub label_debounce: Option<(usize, usize)>,
     /// MQTT 5 message expiry of label messages.
     pub message_expiry: Option<Duration>,
 }
@@ -363,6 +367,27 @@ impl Validator {
                 None
             }
         };
+        let stats = self.range("mqtt.stats_interval_s", m.stats_interval_s, 0, 86_400);
+        let hold = m
+            .label_hold
+            .and_then(|h| self.range("mqtt.label_hold", h, 1, 1000));
+        let window = m
+            .label_window
+            .and_then(|w| self.range("mqtt.label_window", w, 1, 1000));
+        if m.label_window.is_some() && m.label_hold.is_none() {
+            self.problem("mqtt.label_window", "needs mqtt.label_hold");
+        }
+        let label_debounce = match (hold, window) {
+            (Some(h), Some(w)) if w < h => {
+                self.problem(
+                    "mqtt.label_window",
+                    format!("{w} is smaller than label_hold {h}"),
+                );
+                None
+            }
+            (Some(h), w) => Some((h as usize, w.map_or(2 * h as usize - 1, |w| w as usize))),
+            _ => None,
+        };
         let expiry = m
             .message_expiry_s
             .and_then(|s| self.range("mqtt.message_expiry_s", s, 1, 4_294_967_295));
@@ -384,6 +409,8 @@ impl Validator {
             outbox_max: outbox_max? as usize,
             spool_dir: m.spool_dir.map(|p| base.join(p)),
             protocol: protocol?,
+            stats_interval: stats.and_then(|s| (s > 0).then(|| Duration::from_secs(s as u64))),
+            label_debounce,
             message_expiry: expiry.map(|s| Duration::from_secs(s as u64)),
         })
     }

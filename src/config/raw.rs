@@ -45,6 +45,16 @@ pub struct RawMqtt {
     /// Directory where undelivered messages and sequence numbers survive a restart.
     #[serde(default)]
     pub spool_dir: Option<String>,
+    /// Seconds between retained `{prefix}/stats` messages; 0 turns them off.
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval_s: i64,
+    /// Debounced `{prefix}/{camera}/label`: a new top-1 must hold for this many of the
+    /// last `label_window` frames. Off when absent.
+    #[serde(default)]
+    pub label_hold: Option<i64>,
+    /// Frames the debounce looks back over (default 2 × label_hold − 1).
+    #[serde(default)]
+    pub label_window: Option<i64>,
     /// MQTT protocol version: "3.1.1" (default) or "5".
     #[serde(default)]
     pub protocol: Option<String>,
@@ -67,6 +77,9 @@ impl Default for RawMqtt {
             password_credential: None,
             outbox_max: default_outbox_max(),
             spool_dir: None,
+            stats_interval_s: default_stats_interval(),
+            label_hold: None,
+            label_window: None,
             protocol: None,
             message_expiry_s: None,
         }
@@ -188,6 +201,9 @@ fn default_threads() -> i64 {
 }
 fn default_max_batch() -> i64 {
     4
+}
+fn default_stats_interval() -> i64 {
+    60
 }
 fn default_outbox_max() -> i64 {
     10_000

@@ -15,6 +15,7 @@
 //! whatever is left is written to the spool (`[mqtt] spool_dir`) or reported as lost.
 
 pub mod client;
+pub mod debounce;
 pub mod outbox;
 pub mod payload;
 pub mod spool;
@@ -175,6 +176,15 @@ impl Publisher {
         };
         let mut status_seen = vec![u64::MAX; n];
         let mut last_refresh = Instant::now();
+        let started = Instant::now();
+        let mut last_stats = Instant::now();
+        let mut debouncers: Vec<Option<debounce::Debouncer>> = (0..n)
+            .map(|_| {
+                self.mqtt
+                    .label_debounce
+                    .map(|(hold, window)| debounce::Debouncer::new(hold, window))
+            })
+            .collect();
         let mut buf = Vec::with_capacity(1024);
         self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
 
@@ -192,6 +202,18 @@ impl Publisher {
                     }
                     seq[cam] += 1;
                     report.published[cam] += 1;
+                    if let (Some(d), Some(top1)) = (debouncers[cam].as_mut(), c.top.first()) {
+                        if let Some(index) = d.push(top1.index) {
+                            // An event in order with the labels (not coalesced like state).
+                            let _ = shared.outbox().push(OutMsg {
+                                topic: format!("{}/{id}/label", self.mqtt.topic_prefix),
+                                payload: payload::encode_label(&c, id, index, &self.labels),
+                                qos: 1,
+                                retain: true,
+                                camera: Some(cam),
+                            });
+                        }
+                    }
                     self.status.count(cam, |s| s.classified += 1);
                     self.metrics.latency_seconds.observe(c.latency.total / 1e3);
                     let msg = OutMsg {
@@ -224,6 +246,12 @@ impl Publisher {
                     self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
                 },
             }
+            if let Some(every) = self.mqtt.stats_interval {
+                if last_stats.elapsed() >= every {
+                    last_stats = Instant::now();
+                    self.publish_stats(&shared, started);
+                }
+            }
             if last_refresh.elapsed() >= STATUS_REFRESH {
                 // Counters move without state changes: refresh the retained statuses.
                 last_refresh = Instant::now();
@@ -232,8 +260,11 @@ impl Publisher {
             }
         }
 
-        // Every stage before us has drained: final camera states, then offline.
+        // Every stage before us has drained: final camera states and stats, then offline.
         self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+        if self.mqtt.stats_interval.is_some() {
+            self.publish_stats(&shared, started);
+        }
         shared.stopping.store(true, Ordering::SeqCst);
         shared.outbox().push_urgent(OutMsg {
             topic: self.status_topic(),
@@ -308,6 +339,25 @@ impl Publisher {
         });
         rt.shutdown_timeout(Duration::from_secs(1));
         Ok(report)
+    }
+
+    /// Queues the retained `{prefix}/stats` message.
+    fn publish_stats(&self, shared: &Shared, started: Instant) {
+        let cams: Vec<(&str, crate::status::CameraStatus)> = self
+            .cameras
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| self.status.snapshot(i).map(|(_, s)| (id.as_ref(), s)))
+            .collect();
+        let depth = shared.outbox().pending();
+        shared.outbox().push_urgent(OutMsg {
+            topic: format!("{}/stats", self.mqtt.topic_prefix),
+            payload: payload::encode_stats(&cams, started.elapsed().as_secs(), depth),
+            qos: 1,
+            retain: true,
+            camera: None,
+        });
+        shared.changed();
     }
 
     /// Queues the retained status of every camera whose state moved since last time.
