@@ -118,6 +118,54 @@ pub fn encode(
     serde_json::to_writer(&mut *out, &payload)
 }
 
+/// The retained debounced label on `{prefix}/{camera}/label`.
+pub fn encode_label(c: &Classification, camera: &str, index: usize, labels: &Labels) -> Vec<u8> {
+    let score = c
+        .top
+        .iter()
+        .find(|s| s.index == index)
+        .map_or(0.0, |s| s.score);
+    let payload = serde_json::json!({
+        "camera": camera,
+        "label": labels.get(index),
+        "index": index,
+        "score": score,
+        "frame": c.meta.index,
+        "since": rfc3339_millis(c.meta.captured_at),
+    });
+    payload.to_string().into_bytes()
+}
+
+/// The retained `{prefix}/stats`: per-camera counters and states.
+pub fn encode_stats(
+    cameras: &[(&str, CameraStatus)],
+    uptime_s: u64,
+    outbox_depth: usize,
+) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    for (id, s) in cameras {
+        map.insert(
+            (*id).to_owned(),
+            serde_json::json!({
+                "state": s.state,
+                "frames": s.frames,
+                "classified": s.classified,
+                "dropped": s.dropped,
+                "decode_errors": s.decode_errors,
+                "reconnects": s.reconnects,
+                "outbox_dropped": s.outbox_dropped,
+            }),
+        );
+    }
+    serde_json::json!({
+        "uptime_s": uptime_s,
+        "outbox_depth": outbox_depth,
+        "cameras": map,
+    })
+    .to_string()
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,52 +244,4 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["top5"][0]["label"], "a \"quoted\" \\ label\u{7}");
     }
-}
-
-/// The retained debounced label on `{prefix}/{camera}/label`.
-pub fn encode_label(c: &Classification, camera: &str, index: usize, labels: &Labels) -> Vec<u8> {
-    let score = c
-        .top
-        .iter()
-        .find(|s| s.index == index)
-        .map_or(0.0, |s| s.score);
-    let payload = serde_json::json!({
-        "camera": camera,
-        "label": labels.get(index),
-        "index": index,
-        "score": score,
-        "frame": c.meta.index,
-        "since": rfc3339_millis(c.meta.captured_at),
-    });
-    payload.to_string().into_bytes()
-}
-
-/// The retained `{prefix}/stats`: per-camera counters and states.
-pub fn encode_stats(
-    cameras: &[(&str, CameraStatus)],
-    uptime_s: u64,
-    outbox_depth: usize,
-) -> Vec<u8> {
-    let mut map = serde_json::Map::new();
-    for (id, s) in cameras {
-        map.insert(
-            (*id).to_owned(),
-            serde_json::json!({
-                "state": s.state,
-                "frames": s.frames,
-                "classified": s.classified,
-                "dropped": s.dropped,
-                "decode_errors": s.decode_errors,
-                "reconnects": s.reconnects,
-                "outbox_dropped": s.outbox_dropped,
-            }),
-        );
-    }
-    serde_json::json!({
-        "uptime_s": uptime_s,
-        "outbox_depth": outbox_depth,
-        "cameras": map,
-    })
-    .to_string()
-    .into_bytes()
 }
