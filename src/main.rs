@@ -108,6 +108,8 @@ fn check_config(file: &std::path::Path) -> i32 {
 
 fn run(args: RunArgs) -> i32 {
     init_logging(&args.log);
+    // TLS to the broker uses rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg = match Config::load(&args.config) {
         Ok(cfg) => cfg,
         Err(e) => {

@@ -24,6 +24,7 @@ use crate::inference::{self, InferenceWorker, ModelError};
 use crate::labels::{Labels, LabelsError};
 use crate::metrics::Metrics;
 use crate::preprocess::{self, Preprocessor};
+use crate::publish::client::TlsMaterial;
 use crate::publish::spool::{Restored, Spool};
 use crate::publish::{PublishReport, Publisher};
 use crate::service::{LivenessBuilder, Notifier};
@@ -64,6 +65,12 @@ pub enum RunError {
     },
     #[error("mqtt.password_credential {name:?}: CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")]
     NoCredentials { name: String },
+    #[error("{field} {path}: {source}")]
+    TlsFile {
+        field: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("admin.listen {addr}: {source}")]
     Admin {
         addr: std::net::SocketAddr,
@@ -96,7 +103,8 @@ impl RunError {
         match self {
             RunError::SourceMissing { .. }
             | RunError::PasswordFile { .. }
-            | RunError::NoCredentials { .. } => exit::NOINPUT,
+            | RunError::NoCredentials { .. }
+            | RunError::TlsFile { .. } => exit::NOINPUT,
             RunError::Admin { .. } => exit::UNAVAILABLE,
             RunError::Spool { .. } => exit::CANTCREAT,
             RunError::Model(ModelError::RuntimeMissing(_) | ModelError::RuntimeLoad { .. }) => {
@@ -203,6 +211,31 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             Some(read_password(&PathBuf::from(dir).join(name))?)
         }
     };
+    let tls = match &cfg.mqtt.tls {
+        Some(t) => {
+            let read = |field: &str, path: &PathBuf| {
+                std::fs::read(path).map_err(|source| RunError::TlsFile {
+                    field: field.to_owned(),
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let ca = t
+                .ca_file
+                .as_ref()
+                .map(|p| read("mqtt.ca_file", p))
+                .transpose()?;
+            let client = match &t.client {
+                Some((cert, key)) => Some((
+                    read("mqtt.client_cert_file", cert)?,
+                    read("mqtt.client_key_file", key)?,
+                )),
+                None => None,
+            };
+            Some(TlsMaterial { ca, client })
+        }
+        None => None,
+    };
     let restored = match &cfg.mqtt.spool_dir {
         Some(dir) => Spool::new(dir)
             .load(|id| cfg.cameras.iter().position(|c| c.id == id))
@@ -279,6 +312,7 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     let publisher = Publisher {
         mqtt: cfg.mqtt.clone(),
         password,
+        tls,
         cameras: ids.clone(),
         model: cfg.model.name.clone(),
         labels,

@@ -41,12 +41,23 @@ pub struct MqttConfig {
     pub outbox_max: usize,
     pub spool_dir: Option<PathBuf>,
     pub protocol: MqttProtocol,
+    /// TLS settings; `None` for plain TCP.
+    pub tls: Option<TlsConfig>,
     /// Period of the retained `{prefix}/stats` message (none: off).
     pub stats_interval: Option<Duration>,
     /// Debounce of `{prefix}/{camera}/label`: (hold, window), off when absent.
     pub label_debounce: Option<(usize, usize)>,
     /// MQTT 5 message expiry of label messages.
     pub message_expiry: Option<Duration>,
+}
+
+/// TLS to the broker (files are read at start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// CA certificates; the system roots when absent.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where the broker password comes from.
@@ -368,6 +379,26 @@ impl Validator {
             }
         };
         let stats = self.range("mqtt.stats_interval_s", m.stats_interval_s, 0, 86_400);
+        let client = match (m.client_cert_file, m.client_key_file) {
+            (Some(c), Some(k)) => Some((base.join(c), base.join(k))),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.problem("mqtt.client_key_file", "needed with client_cert_file");
+                None
+            }
+            (None, Some(_)) => {
+                self.problem("mqtt.client_cert_file", "needed with client_key_file");
+                None
+            }
+        };
+        let ca_file = m.ca_file.map(|p| base.join(p));
+        if !m.tls && (ca_file.is_some() || client.is_some()) {
+            self.problem(
+                "mqtt.tls",
+                "must be true when ca_file or a client certificate is given",
+            );
+        }
+        let tls = m.tls.then_some(TlsConfig { ca_file, client });
         let hold = m
             .label_hold
             .and_then(|h| self.range("mqtt.label_hold", h, 1, 1000));
@@ -409,6 +440,7 @@ impl Validator {
             outbox_max: outbox_max? as usize,
             spool_dir: m.spool_dir.map(|p| base.join(p)),
             protocol: protocol?,
+            tls,
             stats_interval: stats.and_then(|s| (s > 0).then(|| Duration::from_secs(s as u64))),
             label_debounce,
             message_expiry: expiry.map(|s| Duration::from_secs(s as u64)),

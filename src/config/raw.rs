@@ -45,6 +45,19 @@ pub struct RawMqtt {
     /// Directory where undelivered messages and sequence numbers survive a restart.
     #[serde(default)]
     pub spool_dir: Option<String>,
+    /// Connect with TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM CA certificate(s) the broker's certificate must chain to (default: the
+    /// system's trusted roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// PEM client certificate, for brokers that require one.
+    #[serde(default)]
+    pub client_cert_file: Option<String>,
+    /// PEM private key of the client certificate.
+    #[serde(default)]
+    pub client_key_file: Option<String>,
     /// Seconds between retained `{prefix}/stats` messages; 0 turns them off.
     #[serde(default = "default_stats_interval")]
     pub stats_interval_s: i64,
@@ -77,6 +90,10 @@ impl Default for RawMqtt {
             password_credential: None,
             outbox_max: default_outbox_max(),
             spool_dir: None,
+            tls: false,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             stats_interval_s: default_stats_interval(),
             label_hold: None,
             label_window: None,

@@ -37,10 +37,33 @@ pub enum Connection {
     V5(Box<rumqttc::v5::EventLoop>),
 }
 
+/// TLS material read at start-up.
+#[derive(Debug, Clone)]
+pub struct TlsMaterial {
+    /// PEM CA certificates; the system's roots when absent.
+    pub ca: Option<Vec<u8>>,
+    /// PEM client certificate and key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsMaterial {
+    fn transport(&self) -> rumqttc::Transport {
+        match &self.ca {
+            Some(ca) => rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+                ca: ca.clone(),
+                alpn: None,
+                client_auth: self.client.clone(),
+            }),
+            None => rumqttc::Transport::Tls(rumqttc::TlsConfiguration::default()),
+        }
+    }
+}
+
 /// How to reach the broker.
 pub struct Connect<'a> {
     pub mqtt: &'a MqttConfig,
     pub password: Option<&'a str>,
+    pub tls: Option<&'a TlsMaterial>,
     pub will_topic: String,
     /// Requests the client buffers.
     pub capacity: usize,
@@ -80,6 +103,9 @@ impl Client {
                 if let Some(user) = &m.username {
                     o.set_credentials(user.clone(), c.password.unwrap_or_default());
                 }
+                if let Some(tls) = c.tls {
+                    o.set_transport(tls.transport());
+                }
                 let (client, el) = rumqttc::AsyncClient::new(o, c.capacity);
                 (Client::V4(client), Connection::V4(Box::new(el)))
             }
@@ -97,6 +123,9 @@ impl Client {
                 o.set_max_packet_size(Some(1 << 20));
                 if let Some(user) = &m.username {
                     o.set_credentials(user.clone(), c.password.unwrap_or_default());
+                }
+                if let Some(tls) = c.tls {
+                    o.set_transport(tls.transport());
                 }
                 let (client, el) = rumqttc::v5::AsyncClient::new(o, c.capacity);
                 (Client::V5(client), Connection::V5(Box::new(el)))

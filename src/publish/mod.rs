@@ -97,6 +97,8 @@ pub struct Publisher {
     pub mqtt: MqttConfig,
     /// Password read from `mqtt.password_file` at start-up.
     pub password: Option<String>,
+    /// TLS certificates read at start-up.
+    pub tls: Option<client::TlsMaterial>,
     pub cameras: Vec<Arc<str>>,
     pub model: String,
     pub labels: Labels,
@@ -142,6 +144,7 @@ impl Publisher {
         let (client, eventloop) = Client::new(Connect {
             mqtt: &self.mqtt,
             password: self.password.as_deref(),
+            tls: self.tls.as_ref(),
             will_topic: self.status_topic(),
             capacity: WINDOW,
         });

@@ -297,9 +297,28 @@ impl Subscriber {
         Subscriber::connect_as(port, filter, &id, persistent)
     }
 
+    /// Connects with a user name and password.
+    pub fn connect_auth(port: u16, filter: &str, user: &str, password: &str) -> Subscriber {
+        let id = format!("test-sub-{}-{}", std::process::id(), free_port());
+        Subscriber::connect_full(port, filter, &id, false, Some((user, password)))
+    }
+
     /// Connects with a given client id (to resume a persistent session).
     pub fn connect_as(port: u16, filter: &str, id: &str, persistent: bool) -> Subscriber {
+        Subscriber::connect_full(port, filter, id, persistent, None)
+    }
+
+    fn connect_full(
+        port: u16,
+        filter: &str,
+        id: &str,
+        persistent: bool,
+        auth: Option<(&str, &str)>,
+    ) -> Subscriber {
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((user, password)) = auth {
+            opts.set_credentials(user, password);
+        }
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 1 << 20);
         opts.set_clean_session(!persistent);
