@@ -322,6 +322,15 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         restored,
         metrics: metrics.clone(),
         beat: liveness.beat(publish_beat),
+        discovery: cfg.homeassistant.as_ref().map(|(prefix, node)| {
+            crate::publish::homeassistant::Discovery {
+                discovery_prefix: prefix.clone(),
+                node_id: node.clone(),
+                topic_prefix: cfg.mqtt.topic_prefix.clone(),
+                model: cfg.model.name.clone(),
+                cameras: cfg.cameras.iter().map(|c| c.id.clone()).collect(),
+            }
+        }),
     };
     let publish = spawn("publish".into(), move || {
         let _span = tracing::info_span!("publish").entered();

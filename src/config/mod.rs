@@ -26,6 +26,8 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
     /// Where the admin HTTP listener binds (none when absent).
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// Home Assistant discovery: (discovery prefix, node id), off when absent.
+    pub homeassistant: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,10 +199,13 @@ impl Config {
         let mut v = Validator::default();
 
         for key in table.keys() {
-            if !matches!(key.as_str(), "mqtt" | "model" | "camera" | "admin") {
+            if !matches!(
+                key.as_str(),
+                "mqtt" | "model" | "camera" | "admin" | "homeassistant"
+            ) {
                 v.problem(
                     key,
-                    "unknown section; expected `mqtt`, `model`, `camera` or `admin`",
+                    "unknown section; expected `mqtt`, `model`, `camera`, `admin` or `homeassistant`",
                 );
             }
         }
@@ -244,7 +249,26 @@ impl Config {
                 None
             }
         });
+        let ha = table
+            .get("homeassistant")
+            .and_then(|value| v.section::<raw::RawHomeAssistant>("homeassistant", value));
         let mqtt = mqtt.and_then(|m| v.mqtt(m, base));
+        let homeassistant = match (ha, &mqtt) {
+            (Some(h), Some(m)) if h.enabled => {
+                if h.discovery_prefix.is_empty() || h.discovery_prefix.contains(['+', '#']) {
+                    v.problem(
+                        "homeassistant.discovery_prefix",
+                        "must be a topic without wildcards",
+                    );
+                }
+                let node = h.node_id.unwrap_or_else(|| m.client_id.clone());
+                Some((
+                    h.discovery_prefix,
+                    crate::publish::homeassistant::node_id(&node),
+                ))
+            }
+            _ => None,
+        };
         let model = model.and_then(|m| v.model(m, base));
         let cameras: Vec<_> = cameras
             .into_iter()
@@ -260,6 +284,7 @@ impl Config {
                 model,
                 cameras,
                 admin_listen,
+                homeassistant,
             }),
             _ => Err(ParseError::Invalid(v.problems)),
         }

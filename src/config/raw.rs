@@ -243,3 +243,25 @@ pub struct RawAdmin {
     #[serde(default)]
     pub listen: Option<String>,
 }
+
+/// `[homeassistant]`: MQTT discovery for Home Assistant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHomeAssistant {
+    /// Announce the sensors (default true when the section is present).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Home Assistant's discovery prefix.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// Node id in discovery topics and unique ids; default: the MQTT client id.
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".to_owned()
+}

@@ -24,6 +24,11 @@ pub enum NetEvent {
     Confirmed(u16),
     /// Our DISCONNECT went out.
     Disconnected,
+    /// A message on a topic we subscribed to.
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
     Other,
 }
 
@@ -154,6 +159,20 @@ impl Client {
         }
     }
 
+    /// Subscribes at QoS 1.
+    pub async fn subscribe(&self, topic: &str) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c
+                .subscribe(topic, QoS::AtLeastOnce)
+                .await
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .subscribe(topic, QoS5::AtLeastOnce)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     pub async fn disconnect(&self) {
         let _ = match self {
             Client::V4(c) => c.disconnect().await.map_err(|e| e.to_string()),
@@ -171,6 +190,10 @@ impl Connection {
                 Ok(rumqttc::Event::Incoming(Packet::PubAck(a))) => Ok(NetEvent::Confirmed(a.pkid)),
                 Ok(rumqttc::Event::Incoming(Packet::PubComp(c))) => Ok(NetEvent::Confirmed(c.pkid)),
                 Ok(rumqttc::Event::Outgoing(Outgoing::Publish(p))) => Ok(NetEvent::Written(p)),
+                Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => Ok(NetEvent::Message {
+                    topic: p.topic,
+                    payload: p.payload.to_vec(),
+                }),
                 Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => Ok(NetEvent::Disconnected),
                 Ok(_) => Ok(NetEvent::Other),
                 Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Err(format!(
@@ -199,6 +222,10 @@ impl Connection {
                     Ok(NetEvent::Confirmed(c.pkid))
                 }
                 Ok(rumqttc::v5::Event::Outgoing(Outgoing::Publish(p))) => Ok(NetEvent::Written(p)),
+                Ok(rumqttc::v5::Event::Incoming(m5::Packet::Publish(p))) => Ok(NetEvent::Message {
+                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                    payload: p.payload.to_vec(),
+                }),
                 Ok(rumqttc::v5::Event::Outgoing(Outgoing::Disconnect)) => {
                     Ok(NetEvent::Disconnected)
                 }

@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod debounce;
+pub mod homeassistant;
 pub mod outbox;
 pub mod payload;
 pub mod spool;
@@ -110,6 +111,8 @@ pub struct Publisher {
     pub restored: Restored,
     pub metrics: Arc<Metrics>,
     pub beat: Beat,
+    /// Home Assistant discovery, when configured.
+    pub discovery: Option<homeassistant::Discovery>,
 }
 
 impl Publisher {
@@ -153,6 +156,8 @@ impl Publisher {
         let (stop_tx, stop_rx) = watch::channel(false);
         let driver = rt.spawn(drive(
             eventloop,
+            client.clone(),
+            self.discovery.clone(),
             shared.clone(),
             self.metrics.clone(),
             self.status_topic(),
@@ -421,9 +426,22 @@ async fn feed(
     }
 }
 
+/// Queues the retained discovery configs (unless shutting down).
+fn announce(shared: &Shared, d: &homeassistant::Discovery) {
+    if shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut outbox = shared.outbox();
+    for m in d.messages() {
+        outbox.push_urgent(m);
+    }
+}
+
 /// Drives the rumqttc event loop until told to stop.
 async fn drive(
     mut connection: Connection,
+    client: Arc<Client>,
+    discovery: Option<homeassistant::Discovery>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     status_topic: String,
@@ -460,9 +478,28 @@ async fn drive(
                         camera: None,
                     });
                 }
+                if let Some(d) = &discovery {
+                    announce(&shared, d);
+                    let client = client.clone();
+                    let topic = d.birth_topic();
+                    tokio::spawn(async move {
+                        if let Err(e) = client.subscribe(&topic).await {
+                            tracing::warn!(%topic, error = %e, "cannot subscribe");
+                        }
+                    });
+                }
                 shared.connected.store(true, Ordering::SeqCst);
                 metrics.broker_connected.set(1);
                 shared.changed();
+            }
+            Ok(NetEvent::Message { topic, payload }) => {
+                if let Some(d) = &discovery {
+                    if topic == d.birth_topic() && payload == b"online" {
+                        tracing::info!("Home Assistant is online: announcing discovery");
+                        announce(&shared, d);
+                        shared.changed();
+                    }
+                }
             }
             Ok(NetEvent::Confirmed(pkid)) => {
                 let depth = {

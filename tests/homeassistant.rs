@@ -1,0 +1,154 @@
+//! Home Assistant MQTT discovery against a real broker: the retained configs use only the
+//! fields Home Assistant's MQTT sensor documents, point at topics the daemon really
+//! publishes, and are announced again when Home Assistant comes online.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{config, fixtures, Broker, Daemon, RtspServer, Subscriber, PATIENCE};
+use rumqttc::{Client, MqttOptions, QoS};
+
+/// Configuration variables of Home Assistant's MQTT sensor (integrations/sensor.mqtt).
+const SENSOR_FIELDS: &[&str] = &[
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "device",
+    "device_class",
+    "enabled_by_default",
+    "encoding",
+    "entity_category",
+    "entity_picture",
+    "expire_after",
+    "force_update",
+    "icon",
+    "json_attributes_template",
+    "json_attributes_topic",
+    "last_reset_value_template",
+    "name",
+    "object_id",
+    "default_entity_id",
+    "options",
+    "payload_available",
+    "payload_not_available",
+    "platform",
+    "qos",
+    "state_class",
+    "state_topic",
+    "suggested_display_precision",
+    "unique_id",
+    "unit_of_measurement",
+    "value_template",
+];
+const DEVICE_FIELDS: &[&str] = &[
+    "configuration_url",
+    "connections",
+    "hw_version",
+    "identifiers",
+    "manufacturer",
+    "model",
+    "model_id",
+    "name",
+    "serial_number",
+    "suggested_area",
+    "sw_version",
+    "via_device",
+];
+
+fn publish(port: u16, topic: &str, payload: &str) {
+    let (client, mut conn) = Client::new(MqttOptions::new("ha-core", "127.0.0.1", port), 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+        .expect("publish");
+    for ev in conn.iter() {
+        match ev {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
+            Err(e) => panic!("publish failed: {e}"),
+            _ => {}
+        }
+    }
+    let _ = client.disconnect();
+}
+
+#[test]
+fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "#");
+    let cfg = config(broker.port, "ha", &[("porch", &server.url(""), 2.0)], "")
+        + "\n[homeassistant]\nnode_id = \"garage box\"\n";
+    let mut d = Daemon::start(&cfg);
+    let configs = |m: &[common::Message]| {
+        m.iter()
+            .filter(|m| {
+                m.topic.starts_with("homeassistant/sensor/") && m.topic.ends_with("/config")
+            })
+            .count()
+    };
+    assert!(
+        sub.wait_until(PATIENCE, |m| configs(m) >= 2),
+        "{}",
+        d.stderr()
+    );
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.topic == "ha/porch/labels")));
+
+    let msgs = sub.messages();
+    let topics: HashSet<&str> = msgs.iter().map(|m| m.topic.as_str()).collect();
+    let found: Vec<(String, serde_json::Value)> = msgs
+        .iter()
+        .filter(|m| m.topic.starts_with("homeassistant/sensor/"))
+        .map(|m| (m.topic.clone(), m.json()))
+        .collect();
+    let expected = [
+        "homeassistant/sensor/garage_box/porch_label/config",
+        "homeassistant/sensor/garage_box/porch_status/config",
+    ];
+    for t in expected {
+        assert!(found.iter().any(|(topic, _)| topic == t), "no {t}");
+    }
+    let mut unique = HashSet::new();
+    for (topic, v) in &found {
+        let obj = v.as_object().expect("object");
+        for key in obj.keys() {
+            assert!(
+                SENSOR_FIELDS.contains(&key.as_str()),
+                "{topic}: undocumented field {key}"
+            );
+        }
+        for key in obj["device"].as_object().expect("device").keys() {
+            assert!(
+                DEVICE_FIELDS.contains(&key.as_str()),
+                "{topic}: device field {key}"
+            );
+        }
+        let state = v["state_topic"].as_str().expect("state_topic is required");
+        assert!(
+            topics.contains(state),
+            "{topic}: state_topic {state} never published"
+        );
+        assert_eq!(v["availability_topic"], "ha/status");
+        assert!(unique.insert(v["unique_id"].as_str().expect("unique_id").to_owned()));
+    }
+    let label = &found
+        .iter()
+        .find(|(t, _)| t.ends_with("porch_label/config"))
+        .expect("label sensor")
+        .1;
+    assert_eq!(label["value_template"], "{{ value_json.top5[0].label }}");
+    assert_eq!(label["json_attributes_topic"], "ha/porch/labels");
+
+    // Home Assistant restarts and announces itself: discovery is published again.
+    let before = configs(&sub.messages());
+    publish(broker.port, "homeassistant/status", "online");
+    assert!(
+        sub.wait_until(Duration::from_secs(30), |m| configs(m) >= before + 2),
+        "not re-announced:\n{}",
+        d.stderr()
+    );
+    d.signal("TERM");
+    let status = d.wait();
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+}
