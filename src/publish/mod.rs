@@ -155,13 +155,15 @@ impl Publisher {
         let expiry = self.mqtt.message_expiry;
         let (stop_tx, stop_rx) = watch::channel(false);
         let driver = rt.spawn(drive(
-            eventloop,
-            client.clone(),
-            self.discovery.clone(),
-            shared.clone(),
-            self.metrics.clone(),
-            self.status_topic(),
-            format!("{}:{}", self.mqtt.host, self.mqtt.port),
+            Driver {
+                connection: eventloop,
+                client: client.clone(),
+                discovery: self.discovery.clone(),
+                shared: shared.clone(),
+                metrics: self.metrics.clone(),
+                status_topic: self.status_topic(),
+                broker: format!("{}:{}", self.mqtt.host, self.mqtt.port),
+            },
             stop_rx.clone(),
         ));
         let feeder = rt.spawn(feed(client.clone(), shared.clone(), expiry, stop_rx));
@@ -437,17 +439,28 @@ fn announce(shared: &Shared, d: &homeassistant::Discovery) {
     }
 }
 
-/// Drives the rumqttc event loop until told to stop.
-async fn drive(
-    mut connection: Connection,
+/// Everything the event-loop task needs.
+struct Driver {
+    connection: Connection,
     client: Arc<Client>,
     discovery: Option<homeassistant::Discovery>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     status_topic: String,
     broker: String,
-    mut stop: watch::Receiver<bool>,
-) {
+}
+
+/// Drives the rumqttc event loop until told to stop.
+async fn drive(d: Driver, mut stop: watch::Receiver<bool>) {
+    let Driver {
+        mut connection,
+        client,
+        discovery,
+        shared,
+        metrics,
+        status_topic,
+        broker,
+    } = d;
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut was_connected = false;
     loop {
