@@ -95,6 +95,8 @@ pub fn load_runtime(explicit: Option<&Path>) -> Result<Runtime, ModelError> {
             message: e.to_string(),
         })?
         .with_name("streamclassd")
+        // No telemetry store under the service's cache directory.
+        .with_telemetry(false)
         .build()?;
     Ok(Runtime { library: path, env })
 }
