@@ -148,14 +148,7 @@ impl Broker {
             "persistence true\npersistence_location {}/\nautosave_interval 0\n",
             dir.path().display()
         );
-        let mut b = Broker {
-            port: stable_port(),
-            dir,
-            child: None,
-            extra,
-        };
-        b.restart();
-        b
+        Broker::started(dir, extra)
     }
 
     /// A port for a broker that is not running yet: `restart()` starts it.
@@ -166,6 +159,18 @@ impl Broker {
             child: None,
             extra: String::new(),
         }
+    }
+
+    /// A broker on a fresh stable port with `extra` configuration, started.
+    fn started(dir: tempfile::TempDir, extra: String) -> Broker {
+        let mut b = Broker {
+            port: stable_port(),
+            dir,
+            child: None,
+            extra,
+        };
+        b.restart();
+        b
     }
 
     /// A broker that requires `user`/`password`.
@@ -181,26 +186,11 @@ impl Broker {
             .expect("mosquitto_passwd");
         assert!(ok.success());
         let extra = format!("allow_anonymous false\npassword_file {}\n", pw.display());
-        let mut b = Broker {
-            port: stable_port(),
-            dir,
-            child: None,
-            extra,
-        };
-        b.restart();
-        b
+        Broker::started(dir, extra)
     }
 
     pub fn start_with(extra: &str) -> Broker {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut b = Broker {
-            port: stable_port(),
-            dir,
-            child: None,
-            extra: extra.to_owned(),
-        };
-        b.restart();
-        b
+        Broker::started(tempfile::tempdir().expect("tempdir"), extra.to_owned())
     }
 
     /// (Re)starts the broker on the same port.
