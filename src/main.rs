@@ -43,9 +43,10 @@ struct RunArgs {
     /// How long shutdown may wait for in-flight frames and the broker.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
-    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
-    #[arg(long, env = "STREAMCLASSD_LOG", default_value = "info")]
-    log: String,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives;
+    /// overrides `[log] level` in the config.
+    #[arg(long, env = "STREAMCLASSD_LOG")]
+    log: Option<String>,
 }
 
 /// Logs go to journald (structured fields) when systemd connected stderr to the journal,
@@ -107,9 +108,6 @@ fn check_config(file: &std::path::Path) -> i32 {
 }
 
 fn run(args: RunArgs) -> i32 {
-    init_logging(&args.log);
-    // TLS to the broker uses rustls with the ring provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg = match Config::load(&args.config) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -117,6 +115,9 @@ fn run(args: RunArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    init_logging(args.log.as_deref().unwrap_or(&cfg.log_level));
+    // TLS to the broker uses rustls with the ring provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cancel = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         // A second signal while shutting down exits at once.

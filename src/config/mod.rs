@@ -28,6 +28,8 @@ pub struct Config {
     pub admin_listen: Option<std::net::SocketAddr>,
     /// Home Assistant discovery: (discovery prefix, node id), off when absent.
     pub homeassistant: Option<(String, String)>,
+    /// Log filter (`[log] level`).
+    pub log_level: String,
 }
 
 #[derive(Debug, Clone)]
@@ -201,11 +203,11 @@ impl Config {
         for key in table.keys() {
             if !matches!(
                 key.as_str(),
-                "mqtt" | "model" | "camera" | "admin" | "homeassistant"
+                "mqtt" | "model" | "camera" | "admin" | "homeassistant" | "log"
             ) {
                 v.problem(
                     key,
-                    "unknown section; expected `mqtt`, `model`, `camera`, `admin` or `homeassistant`",
+                    "unknown section; expected `mqtt`, `model`, `camera`, `admin`, `homeassistant` or `log`",
                 );
             }
         }
@@ -249,6 +251,19 @@ impl Config {
                 None
             }
         });
+        let log_level = match table.get("log") {
+            Some(value) => v
+                .section::<raw::RawLog>("log", value)
+                .map(|l| l.level)
+                .unwrap_or_else(|| "info".to_owned()),
+            None => "info".to_owned(),
+        };
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            v.problem(
+                "log.level",
+                format!("{log_level:?} is not a level or filter"),
+            );
+        }
         let ha = table
             .get("homeassistant")
             .and_then(|value| v.section::<raw::RawHomeAssistant>("homeassistant", value));
@@ -285,6 +300,7 @@ impl Config {
                 cameras,
                 admin_listen,
                 homeassistant,
+                log_level,
             }),
             _ => Err(ParseError::Invalid(v.problems)),
         }

@@ -265,3 +265,17 @@ fn yes() -> bool {
 fn default_discovery_prefix() -> String {
     "homeassistant".to_owned()
 }
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A level (error, warn, info, debug, trace) or tracing filter directives; the
+    /// `STREAMCLASSD_LOG` environment variable and `--log` override it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+fn default_log_level() -> String {
+    "info".to_owned()
+}

@@ -204,3 +204,15 @@ fps = 2.5
     assert!(c.cameras[0].source.is_live());
     assert_eq!(c.cameras[0].fps, 2.5);
 }
+
+#[test]
+fn log_level_comes_from_the_log_section() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[log]\nlevel = \"debug,rumqttc=warn\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.log_level, "debug,rumqttc=warn");
+    assert_eq!(parse(MINIMAL).expect("valid").log_level, "info");
+    let got = problems(&format!("{MINIMAL}\n[log]\nlevel = \"info,x=notalevel\"\n"));
+    has(&got, "log.level:");
+}
