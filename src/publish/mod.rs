@@ -196,7 +196,7 @@ impl Publisher {
             })
             .collect();
         let mut buf = Vec::with_capacity(1024);
-        self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+        self.publish_statuses(&shared, &mut status_seen);
 
         loop {
             self.beat.idle();
@@ -249,11 +249,11 @@ impl Publisher {
                     self.metrics.outbox_depth.set(shared.outbox().pending() as i64);
                 },
                 recv(self.status.rings()) -> _ => {
-                    self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+                    self.publish_statuses(&shared, &mut status_seen);
                 },
                 default(Duration::from_secs(1)) => {
                     // Outbox drops change the status without a state change.
-                    self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+                    self.publish_statuses(&shared, &mut status_seen);
                 },
             }
             if let Some(every) = self.mqtt.stats_interval {
@@ -266,12 +266,12 @@ impl Publisher {
                 // Counters move without state changes: refresh the retained statuses.
                 last_refresh = Instant::now();
                 status_seen.iter_mut().for_each(|v| *v = u64::MAX);
-                self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+                self.publish_statuses(&shared, &mut status_seen);
             }
         }
 
         // Every stage before us has drained: final camera states and stats, then offline.
-        self.publish_statuses(&shared, &mut status_seen, &report.outbox_dropped);
+        self.publish_statuses(&shared, &mut status_seen);
         if self.mqtt.stats_interval.is_some() {
             self.publish_stats(&shared, started);
         }
@@ -371,7 +371,7 @@ impl Publisher {
     }
 
     /// Queues the retained status of every camera whose state moved since last time.
-    fn publish_statuses(&self, shared: &Shared, seen: &mut [u64], outbox_dropped: &[u64]) {
+    fn publish_statuses(&self, shared: &Shared, seen: &mut [u64]) {
         for (cam, last) in seen.iter_mut().enumerate() {
             let Some((version, status)) = self.status.snapshot(cam) else {
                 continue;
@@ -379,14 +379,14 @@ impl Publisher {
             // Fold the outbox drop count into the version so a new drop republishes.
             let key = version
                 .wrapping_mul(1 << 20)
-                .wrapping_add(outbox_dropped[cam]);
+                .wrapping_add(status.outbox_dropped);
             if key == *last {
                 continue;
             }
             *last = key;
             shared.outbox().push_urgent(OutMsg {
                 topic: format!("{}/{}/status", self.mqtt.topic_prefix, self.cameras[cam]),
-                payload: payload::encode_status(&status, outbox_dropped[cam]),
+                payload: payload::encode_status(&status),
                 qos: 1,
                 retain: true,
                 camera: None,

@@ -62,7 +62,7 @@ pub struct StatusPayload<'a> {
     pub outbox_dropped: u64,
 }
 
-pub fn encode_status(s: &CameraStatus, outbox_dropped: u64) -> Vec<u8> {
+pub fn encode_status(s: &CameraStatus) -> Vec<u8> {
     let payload = StatusPayload {
         state: s.state,
         error: s.error.as_deref(),
@@ -71,7 +71,7 @@ pub fn encode_status(s: &CameraStatus, outbox_dropped: u64) -> Vec<u8> {
         frames: s.frames,
         dropped: s.dropped,
         decode_errors: s.decode_errors,
-        outbox_dropped,
+        outbox_dropped: s.outbox_dropped,
     };
     // Serializing plain strings and integers cannot fail.
     serde_json::to_vec(&payload).unwrap_or_default()
