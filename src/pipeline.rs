@@ -401,12 +401,14 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             && preprocessors.iter().all(|h| h.is_finished())
             && inference.is_finished()
             && publish.is_finished();
-        if all_done {
-            break;
-        }
+        // A requested stop is announced as soon as it is seen, even when the pipeline
+        // drains within this very iteration.
         if cancel.load(Ordering::Relaxed) && !stopping_sent {
             stopping_sent = true;
             notifier.stopping();
+        }
+        if all_done {
+            break;
         }
         notifier.tick(&liveness, || {
             service_status(&ids, &status, &metrics, running_since)
