@@ -490,7 +490,7 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             dropped = st.dropped,
             decode_errors = st.decode_errors,
             reconnects = st.reconnects,
-            outbox_dropped = summary.publish.outbox_dropped.get(i).copied().unwrap_or(0),
+            outbox_dropped = st.outbox_dropped,
             "camera summary"
         );
     }

@@ -107,12 +107,18 @@ impl InferenceWorker {
             BatchDim::Dynamic => rows,
             BatchDim::Fixed(n) => n,
         };
-        self.batch_buf.clear();
-        for f in frames {
-            self.batch_buf.extend_from_slice(f);
-        }
-        // A fixed-batch model gets zero padding after the real frames.
-        self.batch_buf.resize(n * self.frame_len, 0.0);
+        // One frame for a dynamic batch is fed as it is; otherwise frames are laid out
+        // back to back (a fixed-batch model gets zero padding after the real frames).
+        let input: &[f32] = if let ([single], BatchDim::Dynamic) = (frames, self.io.batch) {
+            single
+        } else {
+            self.batch_buf.clear();
+            for f in frames {
+                self.batch_buf.extend_from_slice(f);
+            }
+            self.batch_buf.resize(n * self.frame_len, 0.0);
+            &self.batch_buf
+        };
         let shape = match self.io.layout {
             Layout::Nchw => [n, 3, self.side, self.side],
             Layout::Nhwc => [n, self.side, self.side, 3],
@@ -120,13 +126,13 @@ impl InferenceWorker {
         let name = self.io.input.as_str();
         let outputs = match self.io.input_type {
             Element::F32 => {
-                let input = TensorRef::from_array_view((shape, self.batch_buf.as_slice()))?;
+                let input = TensorRef::from_array_view((shape, input))?;
                 self.session.run(ort::inputs![name => input])?
             }
             Element::F16 => {
                 self.half_buf.clear();
                 self.half_buf
-                    .extend(self.batch_buf.iter().map(|&v| f16::from_f32(v)));
+                    .extend(input.iter().map(|&v| f16::from_f32(v)));
                 let input = TensorRef::from_array_view((shape, self.half_buf.as_slice()))?;
                 self.session.run(ort::inputs![name => input])?
             }

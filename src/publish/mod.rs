@@ -27,7 +27,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
-use rumqttc::QoS;
 use tokio::sync::{watch, Notify};
 
 use crate::capture::Backoff;
@@ -53,20 +52,10 @@ pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
 pub struct PublishReport {
     /// Label messages numbered and queued, per camera.
     pub published: Vec<u64>,
-    /// Label messages dropped because the outbox was full, per camera.
-    pub outbox_dropped: Vec<u64>,
     /// Messages written to the spool at shutdown.
     pub spooled: usize,
     /// Messages neither confirmed nor spooled when the publisher stopped.
     pub unconfirmed: usize,
-}
-
-pub fn qos(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
-    }
 }
 
 /// State shared by the publisher thread and its two tasks.
@@ -181,7 +170,6 @@ impl Publisher {
             .collect();
         let mut report = PublishReport {
             published: vec![0; n],
-            outbox_dropped: vec![0; n],
             ..PublishReport::default()
         };
         let mut status_seen = vec![u64::MAX; n];
@@ -195,7 +183,6 @@ impl Publisher {
                     .map(|(hold, window)| debounce::Debouncer::new(hold, window))
             })
             .collect();
-        let mut buf = Vec::with_capacity(1024);
         self.publish_statuses(&shared, &mut status_seen);
 
         loop {
@@ -206,6 +193,8 @@ impl Publisher {
                     let Ok(c) = msg else { break };
                     let cam = c.meta.camera;
                     let id = &self.cameras[cam];
+                    // Encoded straight into the message's own buffer: no copy per message.
+                    let mut buf = Vec::with_capacity(512);
                     if let Err(e) = payload::encode(&c, id, seq[cam], &self.model, &self.labels, &mut buf) {
                         tracing::error!(camera = %id, error = %e, "cannot encode payload");
                         continue;
@@ -228,7 +217,7 @@ impl Publisher {
                     self.metrics.latency_seconds.observe(c.latency.total / 1e3);
                     let msg = OutMsg {
                         topic: topics[cam].clone(),
-                        payload: buf.clone(),
+                        payload: buf,
                         qos: level,
                         retain: false,
                         camera: Some(cam),
@@ -236,11 +225,13 @@ impl Publisher {
                     let lost = shared.outbox().push(msg);
                     if let Some(lost) = lost {
                         if let Some(cam) = lost.camera {
-                            report.outbox_dropped[cam] += 1;
-                            self.status.count(cam, |s| s.outbox_dropped += 1);
-                            if report.outbox_dropped[cam].is_power_of_two() {
-                                tracing::warn!(camera = %self.cameras[cam],
-                                    dropped = report.outbox_dropped[cam],
+                            let mut dropped = 0;
+                            self.status.count(cam, |s| {
+                                s.outbox_dropped += 1;
+                                dropped = s.outbox_dropped;
+                            });
+                            if dropped.is_power_of_two() {
+                                tracing::warn!(camera = %self.cameras[cam], dropped,
                                     "outbox full: oldest label messages dropped");
                             }
                         }
