@@ -138,6 +138,17 @@ class Builder:
         return out
 
 
+def residual(b: Builder, p: str, x: str, y: str, cin: int, cout: int, stride: int) -> str:
+    """torchvision's shortcut: identity, or a strided 1x1 conv + BN when the shape
+    changes; added to the block's output, then ReLU."""
+    idn = x
+    if stride != 1 or cin != cout:
+        idn = b.conv(f"{p}.downsample.0", x, cin, cout, 1, stride)
+        idn = b.bn(f"{p}.downsample.1", idn, cout)
+    y = b.op("Add", [y, idn], f"{p}.add")
+    return b.op("Relu", [y], f"{p}.relu")
+
+
 def basic_block(b: Builder, p: str, x: str, cin: int, planes: int, stride: int) -> tuple[str, int]:
     cout = planes  # expansion 1
     y = b.conv(f"{p}.conv1", x, cin, planes, 3, stride)
@@ -145,12 +156,7 @@ def basic_block(b: Builder, p: str, x: str, cin: int, planes: int, stride: int) 
     y = b.op("Relu", [y], f"{p}.relu1")
     y = b.conv(f"{p}.conv2", y, planes, planes, 3, 1)
     y = b.bn(f"{p}.bn2", y, planes)
-    idn = x
-    if stride != 1 or cin != cout:
-        idn = b.conv(f"{p}.downsample.0", x, cin, cout, 1, stride)
-        idn = b.bn(f"{p}.downsample.1", idn, cout)
-    y = b.op("Add", [y, idn], f"{p}.add")
-    return b.op("Relu", [y], f"{p}.relu"), cout
+    return residual(b, p, x, y, cin, cout, stride), cout
 
 
 def bottleneck_block(b: Builder, p: str, x: str, cin: int, planes: int, stride: int) -> tuple[str, int]:
@@ -164,12 +170,7 @@ def bottleneck_block(b: Builder, p: str, x: str, cin: int, planes: int, stride: 
     y = b.op("Relu", [y], f"{p}.relu2")
     y = b.conv(f"{p}.conv3", y, width, cout, 1, 1)
     y = b.bn(f"{p}.bn3", y, cout)
-    idn = x
-    if stride != 1 or cin != cout:
-        idn = b.conv(f"{p}.downsample.0", x, cin, cout, 1, stride)
-        idn = b.bn(f"{p}.downsample.1", idn, cout)
-    y = b.op("Add", [y, idn], f"{p}.add")
-    return b.op("Relu", [y], f"{p}.relu"), cout
+    return residual(b, p, x, y, cin, cout, stride), cout
 
 
 def build_graph(depth: int, seed: int) -> Builder:
