@@ -206,8 +206,24 @@ fn rtsp_server_restart_reconnects_while_the_other_camera_keeps_publishing() {
 
     a.kill();
     let killed = Instant::now();
+    // While a is down (until it is restarted below), b keeps publishing: wait for a to
+    // notice, then for 20 more frames of b. No time bound: a loaded machine is slower,
+    // not wrong.
+    assert!(
+        sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.topic == "two/a/status"
+            && matches!(
+                m.json()["state"].as_str(),
+                Some("reconnecting" | "stalled")
+            ))),
+        "camera a never noticed its server died:\n{}",
+        d.stderr()
+    );
     let b_before = sub.on("two/b/labels").len();
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        sub.wait_until(PATIENCE, at_least("two/b/labels", b_before + 20)),
+        "camera b stopped publishing while a was down:\n{}",
+        d.stderr()
+    );
     let b_during = sub.on("two/b/labels").len() - b_before;
     let a_before = sub.on("two/a/labels").len();
     a.restart();
@@ -220,11 +236,6 @@ fn rtsp_server_restart_reconnects_while_the_other_camera_keeps_publishing() {
     let status = d.wait();
     let log = d.stderr();
     assert_eq!(status.code(), Some(0), "{log}");
-    // Camera b published all along (25 fps source, ~3 s).
-    assert!(
-        b_during >= 20,
-        "camera b published only {b_during} messages while a was down"
-    );
     let a_states = statuses(&sub, "two/a/status");
     assert!(
         a_states
@@ -245,7 +256,7 @@ fn rtsp_server_restart_reconnects_while_the_other_camera_keeps_publishing() {
     }
     eprintln!(
         "rtsp restart: camera a resumed {:.1} s after the server restarted ({:.1} s after the kill); \
-         camera b published {b_during} messages meanwhile",
+         camera b published {b_during} messages while a was reconnecting",
         took.as_secs_f64(),
         killed.elapsed().as_secs_f64()
     );
