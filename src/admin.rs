@@ -17,7 +17,6 @@ use crate::status::{CameraState, StatusBoard};
 pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub status: Arc<StatusBoard>,
-    pub cameras: Vec<Arc<str>>,
 }
 
 fn header(name: &str, value: &str) -> Option<Header> {
@@ -35,7 +34,7 @@ impl Admin {
             reasons.push("broker not connected".to_owned());
         }
         let mut cameras = serde_json::Map::new();
-        for (i, id) in self.cameras.iter().enumerate() {
+        for (i, id) in self.status.active() {
             let state = self.status.snapshot(i).map(|(_, s)| s.state);
             let ok = matches!(
                 state,

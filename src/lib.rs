@@ -20,7 +20,8 @@
 //! Module map: [`config`] (TOML → checked config), [`capture`], [`preprocess`],
 //! [`inference`], [`publish`] (one module per stage), [`messages`] (what travels between
 //! stages), [`labels`] (class names), [`status`] (per-camera state for the status topic),
-//! [`pipeline`] (wiring, start-up checks, shutdown).
+//! [`pipeline`] (wiring, start-up checks, shutdown), [`reload`] (what a new configuration
+//! changes on SIGHUP), [`service`] (systemd), [`metrics`] and [`admin`] (Prometheus, health).
 
 pub mod admin;
 pub mod capture;
@@ -32,5 +33,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod preprocess;
 pub mod publish;
+pub mod reload;
 pub mod service;
 pub mod status;

@@ -129,9 +129,17 @@ fn run(args: RunArgs) -> i32 {
             return exit::OSERR;
         }
     }
+    // SIGHUP (systemctl reload) re-reads the configuration.
+    let reload = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone()) {
+        eprintln!("streamclassd: cannot install signal handler: {e}");
+        return exit::OSERR;
+    }
     let opts = RunOptions {
         ort_library: args.ort_library,
         shutdown_grace: args.shutdown_grace,
+        config_path: Some(args.config),
+        reload,
     };
     match pipeline::run(cfg, opts, cancel) {
         Ok(_) => 0,

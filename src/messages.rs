@@ -9,6 +9,8 @@ use std::time::{Instant, SystemTime};
 
 use opencv::core::Mat;
 
+use crate::labels::Labels;
+
 /// Identity and timing of one captured frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameMeta {
@@ -51,6 +53,9 @@ impl Frame {
 /// A frame turned into one model input (planar CHW float32, batch dimension excluded).
 pub struct Prepared {
     pub meta: FrameMeta,
+    /// Which preprocessing made it (see [`crate::preprocess::SpecCell`]): a model swapped
+    /// in by a reload only takes frames made for it.
+    pub generation: u64,
     pub tensor: Vec<f32>,
     /// Time spent preprocessing, in milliseconds.
     pub preprocess_ms: f64,
@@ -77,9 +82,18 @@ pub struct Latency {
     pub total: f64,
 }
 
+/// The model a classification came from: its configured name and its class names.
+#[derive(Debug)]
+pub struct ModelInfo {
+    pub name: String,
+    pub labels: Labels,
+}
+
 /// The model's verdict on one frame: the top-k classes, best first.
 pub struct Classification {
     pub meta: FrameMeta,
+    /// The model that classified it (a reload may swap models between two frames).
+    pub model: Arc<ModelInfo>,
     pub top: Vec<Scored>,
     pub latency: Latency,
     /// Number of frames in the batch this frame was inferred in.

@@ -28,6 +28,10 @@ pub struct Metrics {
     /// Messages waiting in the outbox (queued or in flight).
     pub outbox_depth: Gauge,
     pub broker_connected: Gauge,
+    /// Configuration reloads applied (SIGHUP).
+    pub reloads: Counter,
+    /// Configuration reloads rejected (invalid file, unusable model or source).
+    pub reload_failures: Counter,
     model_loaded: AtomicBool,
 }
 
@@ -40,7 +44,6 @@ type CounterDef = (
 
 #[derive(Debug)]
 struct Cameras {
-    ids: Vec<Arc<str>>,
     status: Arc<StatusBoard>,
 }
 
@@ -55,12 +58,10 @@ const STATES: [(CameraState, &str); 6] = [
 
 impl Collector for Cameras {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snaps: Vec<_> = (0..self.ids.len())
-            .filter_map(|i| {
-                self.status
-                    .snapshot(i)
-                    .map(|(_, s)| (self.ids[i].as_ref(), s))
-            })
+        let active = self.status.active();
+        let snaps: Vec<_> = active
+            .iter()
+            .filter_map(|(i, id)| self.status.snapshot(*i).map(|(_, s)| (id.as_ref(), s)))
             .collect();
         let counters: [CounterDef; 4] = [
             (
@@ -128,7 +129,7 @@ impl Collector for Cameras {
 }
 
 impl Metrics {
-    pub fn new(ids: Vec<Arc<str>>, status: Arc<StatusBoard>) -> Metrics {
+    pub fn new(status: Arc<StatusBoard>) -> Metrics {
         let mut registry = Registry::default();
         let inference_seconds = Histogram::new([
             0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
@@ -140,6 +141,18 @@ impl Metrics {
         let broker_errors = Counter::default();
         let outbox_depth = Gauge::default();
         let broker_connected = Gauge::default();
+        let reloads = Counter::default();
+        let reload_failures = Counter::default();
+        registry.register(
+            "streamclassd_config_reloads",
+            "Configuration reloads applied.",
+            reloads.clone(),
+        );
+        registry.register(
+            "streamclassd_config_reload_failures",
+            "Configuration reloads rejected; the running configuration was kept.",
+            reload_failures.clone(),
+        );
         registry.register(
             "streamclassd_inference_duration_seconds",
             "Duration of one inference run (a batch).",
@@ -170,7 +183,7 @@ impl Metrics {
             "1 while connected to the MQTT broker.",
             broker_connected.clone(),
         );
-        registry.register_collector(Box::new(Cameras { ids, status }));
+        registry.register_collector(Box::new(Cameras { status }));
         Metrics {
             registry,
             inference_seconds,
@@ -179,6 +192,8 @@ impl Metrics {
             broker_errors,
             outbox_depth,
             broker_connected,
+            reloads,
+            reload_failures,
             model_loaded: AtomicBool::new(false),
         }
     }

@@ -7,21 +7,23 @@
 //! frames because a camera is away) keeps feeding it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
-/// Busy/idle markers of every stage thread.
+/// Busy/idle markers of every stage thread. Stages come and go with their threads (a
+/// camera added or removed by a reload): a stage counts while some [`Beat`] for it exists.
 #[derive(Debug)]
 pub struct Liveness {
     start: Instant,
-    stages: Vec<Stage>,
+    stages: Mutex<Vec<Weak<Stage>>>,
 }
 
 #[derive(Debug)]
 struct Stage {
     name: String,
+    start: Instant,
     /// Milliseconds since `start` when the current item began, plus one; 0 when idle.
     busy_since: AtomicU64,
     limit: Duration,
@@ -30,72 +32,66 @@ struct Stage {
 /// One stage's handle on [`Liveness`].
 #[derive(Debug, Clone)]
 pub struct Beat {
-    live: Arc<Liveness>,
-    index: usize,
+    stage: Arc<Stage>,
 }
 
 impl Beat {
     /// The stage starts working on an item.
     pub fn busy(&self) {
-        let ms = self.live.start.elapsed().as_millis() as u64 + 1;
-        self.live.stages[self.index]
-            .busy_since
-            .store(ms, Ordering::Relaxed);
+        let ms = self.stage.start.elapsed().as_millis() as u64 + 1;
+        self.stage.busy_since.store(ms, Ordering::Relaxed);
     }
 
     /// The stage finished its item (or waits for input).
     pub fn idle(&self) {
-        self.live.stages[self.index]
-            .busy_since
-            .store(0, Ordering::Relaxed);
+        self.stage.busy_since.store(0, Ordering::Relaxed);
     }
 }
 
-/// Builds a [`Liveness`] stage by stage.
-#[derive(Debug, Default)]
-pub struct LivenessBuilder {
-    stages: Vec<(String, Duration)>,
-}
-
-impl LivenessBuilder {
-    /// Adds a stage that may stay busy on one item for at most `limit`; returns its index.
-    pub fn stage(&mut self, name: impl Into<String>, limit: Duration) -> usize {
-        self.stages.push((name.into(), limit));
-        self.stages.len() - 1
-    }
-
-    pub fn build(self) -> Arc<Liveness> {
-        Arc::new(Liveness {
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
             start: Instant::now(),
-            stages: self
-                .stages
-                .into_iter()
-                .map(|(name, limit)| Stage {
-                    name,
-                    busy_since: AtomicU64::new(0),
-                    limit,
-                })
-                .collect(),
-        })
+            stages: Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl Liveness {
-    pub fn beat(self: &Arc<Self>, index: usize) -> Beat {
-        Beat {
-            live: self.clone(),
-            index,
-        }
+    pub fn new() -> Arc<Liveness> {
+        Arc::new(Liveness::default())
+    }
+
+    /// Adds a stage that may stay busy on one item for at most `limit`; it is watched as
+    /// long as the returned beat (or a clone) lives.
+    pub fn stage(&self, name: impl Into<String>, limit: Duration) -> Beat {
+        let stage = Arc::new(Stage {
+            name: name.into(),
+            start: self.start,
+            busy_since: AtomicU64::new(0),
+            limit,
+        });
+        let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        stages.retain(|s| s.strong_count() > 0);
+        stages.push(Arc::downgrade(&stage));
+        Beat { stage }
     }
 
     /// The first stage busy on one item for longer than its limit, and for how long.
-    pub fn wedged(&self) -> Option<(&str, Duration)> {
+    pub fn wedged(&self) -> Option<(String, Duration)> {
         let now = self.start.elapsed().as_millis() as u64 + 1;
-        self.stages.iter().find_map(|s| {
+        let stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        stages.iter().filter_map(Weak::upgrade).find_map(|s| {
             let since = s.busy_since.load(Ordering::Relaxed);
             let busy = Duration::from_millis(now.saturating_sub(since));
-            (since != 0 && busy > s.limit).then_some((s.name.as_str(), busy))
+            (since != 0 && busy > s.limit).then(|| (s.name.clone(), busy))
         })
+    }
+
+    /// Stages currently watched.
+    pub fn stages(&self) -> usize {
+        let stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        stages.iter().filter(|s| s.strong_count() > 0).count()
     }
 }
 
@@ -128,6 +124,16 @@ impl Notifier {
         let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
+    /// A reload began (systemd shows the unit as reloading until [`Notifier::reloaded`]).
+    pub fn reloading(&self) {
+        let _ = sd_notify::notify(&[NotifyState::Reloading]);
+    }
+
+    /// A reload ended, applied or rejected.
+    pub fn reloaded(&self) {
+        let _ = sd_notify::notify(&[NotifyState::Ready]);
+    }
+
     pub fn stopping(&self) {
         let _ = sd_notify::notify(&[NotifyState::Stopping]);
     }
@@ -144,6 +150,7 @@ impl Notifier {
                         self.withheld = false;
                     }
                     Some((stage, busy)) if !self.withheld => {
+                        let stage = stage.as_str();
                         self.withheld = true;
                         tracing::error!(
                             stage,
@@ -184,17 +191,24 @@ mod tests {
 
     #[test]
     fn a_stage_busy_past_its_limit_is_wedged_an_idle_one_is_not() {
-        let mut b = LivenessBuilder::default();
-        let cap = b.stage("capture", Duration::from_millis(30));
-        let inf = b.stage("inference", Duration::from_secs(60));
-        let live = b.build();
-        let (cap, inf) = (live.beat(cap), live.beat(inf));
+        let live = Liveness::new();
+        let cap = live.stage("capture", Duration::from_millis(30));
+        let inf = live.stage("inference", Duration::from_secs(60));
         cap.busy();
         inf.busy();
         assert!(live.wedged().is_none());
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(live.wedged().map(|(n, _)| n), Some("capture"));
+        assert_eq!(live.wedged().map(|(n, _)| n).as_deref(), Some("capture"));
         cap.idle();
         assert!(live.wedged().is_none(), "idle for as long as it likes");
+        cap.busy();
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(live.wedged().is_some());
+        drop(cap);
+        assert!(
+            live.wedged().is_none(),
+            "a stage whose thread ended is not watched"
+        );
+        assert_eq!(live.stages(), 1);
     }
 }

@@ -5,7 +5,8 @@
 //! one-slot bell; the publisher reads the latest state of every camera whose version
 //! moved, so bursts of changes coalesce into the newest one.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::SystemTime;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -72,8 +73,21 @@ struct Slot {
     status: CameraStatus,
 }
 
+/// One camera ever configured. Its index never changes, so a camera removed and added
+/// again by a reload keeps its counters (and its `seq`, which the publisher keeps by index).
+struct Entry {
+    id: Arc<str>,
+    active: AtomicBool,
+    slot: Mutex<Slot>,
+}
+
+/// The roster of cameras and their latest states. Cameras are added by index in order of
+/// appearance and never reused for another id; a removed camera is inactive (hidden from
+/// metrics, readiness and the publisher's statuses) until it is configured again.
 pub struct StatusBoard {
-    slots: Vec<Mutex<Slot>>,
+    entries: RwLock<Vec<Arc<Entry>>>,
+    /// Bumped whenever a camera is added, removed or added again.
+    roster: AtomicU64,
     bell: Sender<()>,
     rings: Receiver<()>,
 }
@@ -81,42 +95,117 @@ pub struct StatusBoard {
 impl std::fmt::Debug for StatusBoard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StatusBoard")
-            .field("cameras", &self.slots.len())
+            .field("cameras", &self.cameras())
             .finish()
     }
 }
 
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard::new()
+    }
+}
+
 impl StatusBoard {
-    pub fn new(cameras: usize) -> StatusBoard {
+    pub fn new() -> StatusBoard {
         let (bell, rings) = bounded(1);
         StatusBoard {
-            slots: (0..cameras)
-                .map(|_| {
-                    Mutex::new(Slot {
-                        version: 0,
-                        status: CameraStatus::default(),
-                    })
-                })
-                .collect(),
+            entries: RwLock::new(Vec::new()),
+            roster: AtomicU64::new(0),
             bell,
             rings,
         }
     }
 
-    fn slot(&self, camera: usize) -> Option<MutexGuard<'_, Slot>> {
+    fn entries(&self) -> RwLockReadGuard<'_, Vec<Arc<Entry>>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds camera `id` (or makes a removed one active again, back in `Starting`) and
+    /// returns its index.
+    pub fn register(&self, id: &str) -> usize {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let index = match entries.iter().position(|e| e.id.as_ref() == id) {
+            Some(i) => {
+                let e = &entries[i];
+                e.active.store(true, Ordering::SeqCst);
+                let mut s = e.slot.lock().unwrap_or_else(|e| e.into_inner());
+                s.status.state = CameraState::Starting;
+                s.status.error = None;
+                s.status.since = SystemTime::now();
+                s.version += 1;
+                i
+            }
+            None => {
+                entries.push(Arc::new(Entry {
+                    id: Arc::from(id),
+                    active: AtomicBool::new(true),
+                    slot: Mutex::new(Slot {
+                        version: 0,
+                        status: CameraStatus::default(),
+                    }),
+                }));
+                entries.len() - 1
+            }
+        };
+        drop(entries);
+        self.roster.fetch_add(1, Ordering::SeqCst);
+        let _ = self.bell.try_send(());
+        index
+    }
+
+    /// Marks a camera removed from the configuration.
+    pub fn retire(&self, camera: usize) {
+        if let Some(e) = self.entries().get(camera) {
+            e.active.store(false, Ordering::SeqCst);
+        }
+        self.roster.fetch_add(1, Ordering::SeqCst);
+        let _ = self.bell.try_send(());
+    }
+
+    /// Changes whenever the set of active cameras changes.
+    pub fn roster(&self) -> u64 {
+        self.roster.load(Ordering::SeqCst)
+    }
+
+    pub fn id(&self, camera: usize) -> Option<Arc<str>> {
+        self.entries().get(camera).map(|e| e.id.clone())
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.entries().iter().position(|e| e.id.as_ref() == id)
+    }
+
+    pub fn is_active(&self, camera: usize) -> bool {
+        self.entries()
+            .get(camera)
+            .is_some_and(|e| e.active.load(Ordering::SeqCst))
+    }
+
+    /// The active cameras: (index, id), in index order.
+    pub fn active(&self) -> Vec<(usize, Arc<str>)> {
+        self.entries()
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.active.load(Ordering::SeqCst))
+            .map(|(i, e)| (i, e.id.clone()))
+            .collect()
+    }
+
+    fn with_slot<T>(&self, camera: usize, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
+        let entry = self.entries().get(camera)?.clone();
         // A poisoned lock only means a capture thread panicked mid-update; the data is
         // plain counters, still worth reporting.
-        self.slots
-            .get(camera)
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+        let mut slot = entry.slot.lock().unwrap_or_else(|e| e.into_inner());
+        Some(f(&mut slot))
     }
 
     /// Moves a camera to `state` (announced to the publisher if it differs or the error
     /// changed).
     pub fn set_state(&self, camera: usize, state: CameraState, error: Option<String>) {
-        if let Some(mut s) = self.slot(camera) {
+        let changed = self.with_slot(camera, |s| {
             if s.status.state == state && s.status.error == error {
-                return;
+                return false;
             }
             if s.status.state != state {
                 s.status.since = SystemTime::now();
@@ -124,27 +213,30 @@ impl StatusBoard {
             s.status.state = state;
             s.status.error = error;
             s.version += 1;
+            true
+        });
+        if changed == Some(true) {
+            let _ = self.bell.try_send(());
         }
-        let _ = self.bell.try_send(());
     }
 
     /// Updates counters without announcing (they travel with the next announcement).
     pub fn count(&self, camera: usize, f: impl FnOnce(&mut CameraStatus)) {
-        if let Some(mut s) = self.slot(camera) {
-            f(&mut s.status);
-        }
+        self.with_slot(camera, |s| f(&mut s.status));
     }
 
     /// Latest status and its version.
     pub fn snapshot(&self, camera: usize) -> Option<(u64, CameraStatus)> {
-        self.slot(camera).map(|s| (s.version, s.status.clone()))
+        self.with_slot(camera, |s| (s.version, s.status.clone()))
     }
 
+    /// Cameras ever registered (active or not): indices run from 0 to this.
     pub fn cameras(&self) -> usize {
-        self.slots.len()
+        self.entries().len()
     }
 
-    /// Rings (at most one pending) whenever some camera's state changed.
+    /// Rings (at most one pending) whenever some camera's state changed or a camera was
+    /// added or removed.
     pub fn rings(&self) -> &Receiver<()> {
         &self.rings
     }
@@ -156,7 +248,9 @@ mod tests {
 
     #[test]
     fn changes_bump_the_version_and_ring_once() {
-        let b = StatusBoard::new(2);
+        let b = StatusBoard::new();
+        assert_eq!((b.register("a"), b.register("b")), (0, 1));
+        let _ = b.rings().try_recv();
         b.set_state(1, CameraState::Reconnecting, Some("refused".into()));
         b.set_state(1, CameraState::Reconnecting, Some("refused".into()));
         b.set_state(1, CameraState::Streaming, None);
@@ -168,5 +262,25 @@ mod tests {
         assert!(b.rings().try_recv().is_err(), "rings coalesce");
         assert_eq!(b.snapshot(0).map(|(v, _)| v), Some(0));
         assert!(b.snapshot(2).is_none());
+    }
+
+    #[test]
+    fn a_camera_added_again_keeps_its_index_and_counters() {
+        let b = StatusBoard::new();
+        let (a, c) = (b.register("a"), b.register("c"));
+        b.set_state(a, CameraState::Streaming, None);
+        b.count(a, |s| s.frames = 7);
+        let before = b.roster();
+        b.retire(a);
+        assert!(b.roster() > before);
+        assert_eq!(b.active().len(), 1);
+        assert_eq!(b.active()[0].0, c);
+        assert!(!b.is_active(a));
+        assert_eq!(b.register("a"), a, "same id, same index");
+        let (_, s) = b.snapshot(a).expect("a");
+        assert_eq!((s.state, s.frames), (CameraState::Starting, 7));
+        assert_eq!(b.register("d"), 2);
+        assert_eq!(b.index_of("d"), Some(2));
+        assert_eq!(b.cameras(), 3);
     }
 }

@@ -3,12 +3,13 @@
 //! either gives a value or a clear error.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use streamclassd::config::{Config, ParseError};
 use streamclassd::labels::Labels;
-use streamclassd::messages::{Classification, FrameMeta, Latency, Scored};
+use streamclassd::messages::{Classification, FrameMeta, Latency, ModelInfo, Scored};
 use streamclassd::publish::payload;
 use streamclassd::publish::spool::Spool;
 
@@ -146,6 +147,7 @@ proptest! {
         let label = if label.trim().is_empty() { "x".to_owned() } else { label };
         let labels = Labels::parse(&label, Path::new("l")).expect("one label");
         let c = Classification {
+            model: Arc::new(ModelInfo { name: model.clone(), labels: labels.clone() }),
             meta: FrameMeta {
                 camera: 0,
                 index: seq / 2,

@@ -152,3 +152,57 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
     let status = d.wait();
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
 }
+
+#[test]
+fn a_reload_announces_added_cameras_and_withdraws_removed_ones() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let url = server.url("");
+    let ha = "\n[homeassistant]\nnode_id = \"box\"\n";
+    let mut d = Daemon::start(&(config(broker.port, "ha", &[("porch", &url, 2.0)], "") + ha));
+    let sub = Subscriber::connect(broker.port, "#");
+    let porch = "homeassistant/sensor/box/porch_label/config";
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.topic == porch)));
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.topic == "ha/porch/status")));
+
+    std::fs::write(
+        d.dir.path().join("config.toml"),
+        config(broker.port, "ha", &[("yard", &url, 2.0)], "") + ha,
+    )
+    .expect("rewrite config");
+    d.signal("HUP");
+    assert!(
+        sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.topic == "ha/yard/labels")),
+        "{}",
+        d.stderr()
+    );
+
+    // What Home Assistant would find on connecting now: the retained state.
+    let late = Subscriber::connect(broker.port, "#");
+    assert!(late.wait_until(PATIENCE, |m| m
+        .iter()
+        .any(|m| m.topic == "homeassistant/sensor/box/yard_status/config")));
+    std::thread::sleep(Duration::from_millis(500));
+    let retained: HashSet<String> = late
+        .messages()
+        .into_iter()
+        .filter(|m| m.retain && !m.payload.is_empty())
+        .map(|m| m.topic)
+        .collect();
+    for t in [
+        "homeassistant/sensor/box/yard_label/config",
+        "homeassistant/sensor/box/yard_status/config",
+        "ha/yard/status",
+    ] {
+        assert!(retained.contains(t), "{t} not retained: {retained:?}");
+    }
+    for t in [
+        porch,
+        "homeassistant/sensor/box/porch_status/config",
+        "ha/porch/status",
+    ] {
+        assert!(!retained.contains(t), "{t} still retained after removal");
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0), "{}", d.stderr());
+}

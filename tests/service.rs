@@ -239,12 +239,41 @@ fn systemd_hears_ready_watchdog_and_status_lines() {
         }
     }
     assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.topic == "sd/cam/labels")));
+    // systemctl reload: RELOADING=1, then READY=1 once the new configuration is in effect.
+    let before_reload = messages.len();
+    d.signal("HUP");
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline
+        && !messages[before_reload..]
+            .iter()
+            .skip_while(|m| !m.contains("RELOADING=1"))
+            .any(|m| m.contains("READY=1"))
+    {
+        if let Ok(n) = socket.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
     d.signal("TERM");
     let status = d.wait();
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
     while let Ok(n) = socket.recv(&mut buf) {
         messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
+    let reloading = messages[before_reload..]
+        .iter()
+        .position(|m| m.contains("RELOADING=1"))
+        .unwrap_or_else(|| panic!("no RELOADING=1 after SIGHUP: {messages:?}"));
+    assert!(
+        messages[before_reload + reloading..]
+            .iter()
+            .any(|m| m.contains("READY=1")),
+        "no READY=1 after the reload: {messages:?}"
+    );
+    assert!(
+        d.stderr().contains("configuration reloaded"),
+        "{}",
+        d.stderr()
+    );
     let ready = messages
         .iter()
         .position(|m| m.contains("READY=1"))

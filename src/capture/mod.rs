@@ -144,7 +144,10 @@ pub struct Capture {
     pub camera: usize,
     pub id: Arc<str>,
     pub config: CameraConfig,
+    /// The whole daemon stops.
     pub cancel: Arc<AtomicBool>,
+    /// This camera stops (removed or changed by a reload).
+    pub stop: Arc<AtomicBool>,
     pub status: Arc<StatusBoard>,
     pub beat: Beat,
 }
@@ -188,7 +191,7 @@ impl Capture {
     }
 
     fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || self.stop.load(Ordering::Relaxed)
     }
 
     /// Sleeps up to `d`, waking early on cancellation. Returns false if cancelled.

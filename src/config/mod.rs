@@ -32,7 +32,7 @@ pub struct Config {
     pub log_level: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
     pub host: String,
     pub port: u16,
@@ -81,7 +81,7 @@ pub enum MqttProtocol {
     V5,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub path: PathBuf,
     pub name: String,
@@ -120,7 +120,7 @@ pub struct PreprocessConfig {
     pub channel_order: ChannelOrder,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CameraConfig {
     pub id: String,
     pub source: Source,

@@ -8,6 +8,7 @@
 pub mod model;
 pub mod topk;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender};
@@ -15,10 +16,11 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::config::ModelConfig;
-use crate::messages::{Classification, Latency, Prepared, Scored};
+use crate::messages::{Classification, Latency, ModelInfo, Prepared, Scored};
 use crate::metrics::Metrics;
 use crate::preprocess::PreprocessSpec;
 use crate::service::Beat;
+use crate::status::StatusBoard;
 pub use model::{load_runtime, BatchDim, Element, ModelError, ModelIo, Runtime};
 
 use half::f16;
@@ -185,89 +187,166 @@ impl InferenceWorker {
         }
         Ok(out)
     }
+}
 
+/// What the pipeline tells a running inference thread.
+pub enum Control {
+    /// A camera's preprocessed frames (a camera started at start-up or by a reload).
+    Camera(Receiver<Prepared>),
+    /// A model loaded and warmed up by a reload, replacing the running one.
+    Swap(Box<Serving>),
+}
+
+/// Why the inference thread rebuilds its set of inputs.
+enum Change {
+    Control(Control),
+    ControlClosed,
+    CameraGone(usize),
+}
+
+/// A model ready to serve: the warmed-up worker, its name and labels, and the generation
+/// of preprocessing its input follows.
+pub struct Serving {
+    pub worker: InferenceWorker,
+    pub model: Arc<ModelInfo>,
+    pub spec_generation: u64,
+}
+
+impl Serving {
     /// The inference thread. Each camera has its own one-slot input, so a camera has at
     /// most one preprocessed frame waiting and none can crowd out another: the worker
     /// waits for any camera, then takes whatever the other cameras have ready (round robin
-    /// from the one that woke it), up to `max_batch`. Ends when every camera has hung up.
+    /// from the one that woke it), up to `max_batch`. Cameras and models arrive on
+    /// `control`; the thread ends once `control` and every camera have hung up.
     pub fn run(
         mut self,
-        inputs: Vec<Receiver<Prepared>>,
+        control: Receiver<Control>,
         tx: Sender<Classification>,
         metrics: &Metrics,
+        status: &StatusBoard,
         beat: Beat,
     ) {
-        let mut batch: Vec<Prepared> = Vec::with_capacity(self.max_batch);
+        let mut inputs: Vec<Receiver<Prepared>> = Vec::new();
+        let mut control_open = true;
+        let mut batch: Vec<Prepared> = Vec::with_capacity(self.worker.max_batch);
         let mut stats = BatchStats::default();
-        let mut open = vec![true; inputs.len()];
-        let mut select = Select::new();
-        for rx in &inputs {
-            select.recv(rx);
-        }
-        let mut remaining = inputs.len();
-        while remaining > 0 {
-            beat.idle();
-            let op = select.select();
-            beat.busy();
-            let woke = op.index();
-            match op.recv(&inputs[woke]) {
-                Ok(p) => batch.push(p),
-                Err(_) => {
-                    select.remove(woke);
-                    open[woke] = false;
-                    remaining -= 1;
-                    continue;
+        while control_open || !inputs.is_empty() {
+            // The select is rebuilt only when the inputs change, not per frame.
+            let change = {
+                let mut select = Select::new();
+                let ctl = control_open.then(|| select.recv(&control));
+                let first = usize::from(ctl.is_some());
+                for rx in &inputs {
+                    select.recv(rx);
                 }
-            }
-            for k in 1..inputs.len() {
-                if batch.len() >= self.max_batch {
-                    break;
-                }
-                let j = (woke + k) % inputs.len();
-                if open[j] {
-                    if let Ok(p) = inputs[j].try_recv() {
-                        batch.push(p);
-                    }
-                }
-            }
-            let started = Instant::now();
-            let tensors: Vec<&[f32]> = batch.iter().map(|p| p.tensor.as_slice()).collect();
-            let result = self.classify(&tensors);
-            let inference_ms = started.elapsed().as_secs_f64() * 1e3;
-            let size = batch.len();
-            stats.record(size);
-            metrics.inference_seconds.observe(inference_ms / 1e3);
-            metrics.batch_size.observe(size as f64);
-            match result {
-                Ok(tops) => {
-                    let done = Instant::now();
-                    for (p, top) in batch.drain(..).zip(tops) {
-                        let total = done.duration_since(p.meta.captured).as_secs_f64() * 1e3;
-                        let waited = started.duration_since(p.meta.captured).as_secs_f64() * 1e3;
-                        let c = Classification {
-                            meta: p.meta,
-                            top,
-                            latency: Latency {
-                                queue: (waited - p.preprocess_ms).max(0.0),
-                                preprocess: p.preprocess_ms,
-                                inference: inference_ms,
-                                total,
-                            },
-                            batch: size,
+                loop {
+                    beat.idle();
+                    let op = select.select();
+                    beat.busy();
+                    if Some(op.index()) == ctl {
+                        break match op.recv(&control) {
+                            Ok(c) => Change::Control(c),
+                            Err(_) => Change::ControlClosed,
                         };
-                        if tx.send(c).is_err() {
-                            stats.log();
-                            return;
+                    }
+                    let woke = op.index() - first;
+                    match op.recv(&inputs[woke]) {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break Change::CameraGone(woke),
+                    }
+                    for k in 1..inputs.len() {
+                        if batch.len() >= self.worker.max_batch {
+                            break;
+                        }
+                        if let Ok(p) = inputs[(woke + k) % inputs.len()].try_recv() {
+                            batch.push(p);
                         }
                     }
+                    if !self.infer(&mut batch, &tx, metrics, status, &mut stats) {
+                        stats.log();
+                        return;
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(batch = size, error = %e, "inference failed; batch lost");
-                    batch.clear();
+            };
+            match change {
+                Change::Control(Control::Camera(rx)) => inputs.push(rx),
+                Change::Control(Control::Swap(next)) => {
+                    tracing::info!(
+                        model = %next.model.name,
+                        previous = %self.model.name,
+                        "model swapped in"
+                    );
+                    self = *next;
+                    batch.reserve(self.worker.max_batch);
+                }
+                Change::ControlClosed => control_open = false,
+                Change::CameraGone(i) => {
+                    inputs.swap_remove(i);
                 }
             }
         }
         stats.log();
+    }
+
+    /// Classifies `batch` (emptying it) and hands the results on. Frames made for another
+    /// model's input (just before or after a swap) are dropped and counted. False when the
+    /// publisher is gone.
+    fn infer(
+        &mut self,
+        batch: &mut Vec<Prepared>,
+        tx: &Sender<Classification>,
+        metrics: &Metrics,
+        status: &StatusBoard,
+        stats: &mut BatchStats,
+    ) -> bool {
+        let generation = self.spec_generation;
+        batch.retain(|p| {
+            let ok = p.generation == generation;
+            if !ok {
+                status.count(p.meta.camera, |s| s.dropped += 1);
+            }
+            ok
+        });
+        if batch.is_empty() {
+            return true;
+        }
+        let started = Instant::now();
+        let tensors: Vec<&[f32]> = batch.iter().map(|p| p.tensor.as_slice()).collect();
+        let result = self.worker.classify(&tensors);
+        let inference_ms = started.elapsed().as_secs_f64() * 1e3;
+        let size = batch.len();
+        stats.record(size);
+        metrics.inference_seconds.observe(inference_ms / 1e3);
+        metrics.batch_size.observe(size as f64);
+        match result {
+            Ok(tops) => {
+                let done = Instant::now();
+                for (p, top) in batch.drain(..).zip(tops) {
+                    let total = done.duration_since(p.meta.captured).as_secs_f64() * 1e3;
+                    let waited = started.duration_since(p.meta.captured).as_secs_f64() * 1e3;
+                    let c = Classification {
+                        meta: p.meta,
+                        model: self.model.clone(),
+                        top,
+                        latency: Latency {
+                            queue: (waited - p.preprocess_ms).max(0.0),
+                            preprocess: p.preprocess_ms,
+                            inference: inference_ms,
+                            total,
+                        },
+                        batch: size,
+                    };
+                    if tx.send(c).is_err() {
+                        return false;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(batch = size, error = %e, "inference failed; batch lost");
+                batch.clear();
+            }
+        }
+        true
     }
 }
 

@@ -18,6 +18,8 @@
 pub mod preset;
 pub mod resample;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -285,18 +287,72 @@ impl Preprocessor {
     }
 }
 
+/// The preprocessing the running model needs, shared by every camera's preprocess thread.
+/// A reload that swaps in a model with different input needs replaces it; each thread
+/// notices at its next frame (one atomic load per frame) and rebuilds its preprocessor.
+#[derive(Debug)]
+pub struct SpecCell {
+    generation: AtomicU64,
+    spec: RwLock<(u64, PreprocessSpec)>,
+}
+
+impl SpecCell {
+    pub fn new(spec: PreprocessSpec) -> SpecCell {
+        SpecCell {
+            generation: AtomicU64::new(0),
+            spec: RwLock::new((0, spec)),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current spec and its generation.
+    pub fn get(&self) -> (u64, PreprocessSpec) {
+        *self.spec.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Installs `spec` and returns its generation: the current one when nothing changed
+    /// (frames already made stay valid), a new one otherwise.
+    pub fn replace(&self, spec: PreprocessSpec) -> u64 {
+        let mut cur = self.spec.write().unwrap_or_else(|e| e.into_inner());
+        if cur.1 != spec {
+            *cur = (cur.0 + 1, spec);
+            self.generation.store(cur.0, Ordering::Release);
+        }
+        cur.0
+    }
+
+    /// The generation `spec` would get from [`SpecCell::replace`], without installing it.
+    pub fn generation_for(&self, spec: &PreprocessSpec) -> u64 {
+        let cur = self.get();
+        if cur.1 == *spec {
+            cur.0
+        } else {
+            cur.0 + 1
+        }
+    }
+}
+
 /// The preprocess thread of one camera: frames in, tensors out, until the capture side
 /// hangs up. Sending blocks: the inference edge is where live cameras wait, while their
 /// capture edge keeps only the newest frame. Returns how many frames entered
 /// preprocessing.
-pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>, beat: Beat) -> u64 {
-    let len = pre.spec().tensor_len();
+pub fn run(cell: Arc<SpecCell>, rx: Receiver<Frame>, tx: Sender<Prepared>, beat: Beat) -> u64 {
+    let (mut generation, spec) = cell.get();
+    let mut pre = Preprocessor::new(spec);
     let mut entered = 0;
     for frame in rx {
         beat.busy();
+        if cell.generation() != generation {
+            let (g, spec) = cell.get();
+            generation = g;
+            pre = Preprocessor::new(spec);
+        }
         entered += 1;
         let started = Instant::now();
-        let mut tensor = vec![0f32; len];
+        let mut tensor = vec![0f32; pre.spec().tensor_len()];
         if let Err(e) = pre.run_into(&frame.image, &mut tensor) {
             tracing::warn!(camera = %frame.camera_id, frame = frame.index, error = %e, "frame skipped");
             beat.idle();
@@ -306,6 +362,7 @@ pub fn run(mut pre: Preprocessor, rx: Receiver<Frame>, tx: Sender<Prepared>, bea
             preprocess_ms: started.elapsed().as_secs_f64() * 1e3,
             prepared_at: Instant::now(),
             tensor,
+            generation,
             meta: frame.meta(),
         };
         // Waiting for inference to take the frame is idle time, not work.
@@ -334,6 +391,22 @@ mod tests {
             channel_order: order,
             layout,
         }
+    }
+
+    #[test]
+    fn a_spec_cell_moves_to_a_new_generation_only_when_the_spec_changes() {
+        let cell = SpecCell::new(torchvision(256, 224));
+        assert_eq!(cell.generation(), 0);
+        assert_eq!(cell.generation_for(&torchvision(256, 224)), 0);
+        assert_eq!(
+            cell.replace(torchvision(256, 224)),
+            0,
+            "same spec, same frames"
+        );
+        assert_eq!(cell.generation_for(&torchvision(320, 288)), 1);
+        assert_eq!(cell.replace(torchvision(320, 288)), 1);
+        assert_eq!(cell.generation(), 1);
+        assert_eq!(cell.get(), (1, torchvision(320, 288)));
     }
 
     fn torchvision(resize: u32, crop: u32) -> PreprocessSpec {

@@ -35,9 +35,31 @@ impl Discovery {
 
     /// The retained discovery messages for every camera.
     pub fn messages(&self) -> Vec<OutMsg> {
+        self.cameras
+            .iter()
+            .flat_map(|cam| self.messages_for(cam))
+            .collect()
+    }
+
+    /// The discovery config topics of one camera (an empty retained message on each
+    /// removes its entities from Home Assistant).
+    pub fn config_topics(&self, cam: &str) -> Vec<String> {
+        ["label", "status"]
+            .iter()
+            .map(|kind| {
+                format!(
+                    "{}/sensor/{}/{cam}_{kind}/config",
+                    self.discovery_prefix, self.node_id
+                )
+            })
+            .collect()
+    }
+
+    /// The retained discovery messages for one camera.
+    pub fn messages_for(&self, cam: &str) -> Vec<OutMsg> {
         let availability = format!("{}/status", self.topic_prefix);
-        let mut out = Vec::with_capacity(self.cameras.len() * 2);
-        for cam in &self.cameras {
+        let mut out = Vec::with_capacity(2);
+        {
             let labels = format!("{}/{cam}/labels", self.topic_prefix);
             let status = format!("{}/{cam}/status", self.topic_prefix);
             let label_sensor = json!({
@@ -66,12 +88,13 @@ impl Discovery {
                 "entity_category": "diagnostic",
                 "device": self.device(),
             });
-            for (kind, config) in [("label", label_sensor), ("status", status_sensor)] {
+            for (topic, config) in self
+                .config_topics(cam)
+                .into_iter()
+                .zip([label_sensor, status_sensor])
+            {
                 out.push(OutMsg {
-                    topic: format!(
-                        "{}/sensor/{}/{cam}_{kind}/config",
-                        self.discovery_prefix, self.node_id
-                    ),
+                    topic,
                     payload: config.to_string().into_bytes(),
                     qos: 1,
                     retain: true,

@@ -31,7 +31,6 @@ use tokio::sync::{watch, Notify};
 
 use crate::capture::Backoff;
 use crate::config::MqttConfig;
-use crate::labels::Labels;
 use crate::messages::Classification;
 use crate::metrics::Metrics;
 use crate::service::Beat;
@@ -67,6 +66,8 @@ struct Shared {
     work: Notify,
     /// Wakes whoever waits for the outbox to drain.
     progress: Notify,
+    /// Home Assistant discovery for the active cameras, when configured.
+    discovery: Mutex<Option<homeassistant::Discovery>>,
 }
 
 impl Shared {
@@ -74,6 +75,10 @@ impl Shared {
         // Nothing panics while holding this lock; if something did, the queues are
         // still consistent enough to deliver or spool.
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn discovery(&self) -> MutexGuard<'_, Option<homeassistant::Discovery>> {
+        self.discovery.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn changed(&self) {
@@ -89,9 +94,6 @@ pub struct Publisher {
     pub password: Option<String>,
     /// TLS certificates read at start-up.
     pub tls: Option<client::TlsMaterial>,
-    pub cameras: Vec<Arc<str>>,
-    pub model: String,
-    pub labels: Labels,
     /// How long shutdown may wait for the broker.
     pub grace: Duration,
     pub cancel: Arc<AtomicBool>,
@@ -100,8 +102,23 @@ pub struct Publisher {
     pub restored: Restored,
     pub metrics: Arc<Metrics>,
     pub beat: Beat,
-    /// Home Assistant discovery, when configured.
+    /// Home Assistant discovery, when configured (its camera list is kept in step with
+    /// the status board's active cameras).
     pub discovery: Option<homeassistant::Discovery>,
+}
+
+/// What the publisher keeps per camera index (see [`StatusBoard`]): kept when a camera is
+/// removed, so one added again continues its `seq`.
+struct Cam {
+    id: Arc<str>,
+    labels_topic: String,
+    seq: u64,
+    published: u64,
+    debouncer: Option<debounce::Debouncer>,
+    /// Status version last published (`u64::MAX`: publish again).
+    status_seen: u64,
+    /// Active as of the last roster check.
+    active: bool,
 }
 
 impl Publisher {
@@ -116,8 +133,7 @@ impl Publisher {
             .thread_name("mqtt-io")
             .enable_all()
             .build()?;
-        let n = self.cameras.len();
-        let mut outbox = Outbox::new(self.mqtt.outbox_max, n);
+        let mut outbox = Outbox::new(self.mqtt.outbox_max, self.status.cameras());
         let restored = std::mem::take(&mut self.restored);
         if !restored.messages.is_empty() {
             tracing::info!(
@@ -132,6 +148,7 @@ impl Publisher {
             stopping: AtomicBool::new(false),
             work: Notify::new(),
             progress: Notify::new(),
+            discovery: Mutex::new(self.discovery.take()),
         });
         let (client, eventloop) = Client::new(Connect {
             mqtt: &self.mqtt,
@@ -147,7 +164,6 @@ impl Publisher {
             Driver {
                 connection: eventloop,
                 client: client.clone(),
-                discovery: self.discovery.clone(),
                 shared: shared.clone(),
                 metrics: self.metrics.clone(),
                 status_topic: self.status_topic(),
@@ -158,32 +174,19 @@ impl Publisher {
         let feeder = rt.spawn(feed(client.clone(), shared.clone(), expiry, stop_rx));
 
         let level = self.mqtt.qos;
-        let topics: Vec<String> = self
-            .cameras
-            .iter()
-            .map(|id| format!("{}/{id}/labels", self.mqtt.topic_prefix))
-            .collect();
-        let mut seq: Vec<u64> = self
-            .cameras
-            .iter()
-            .map(|id| restored.seq.get(id.as_ref()).copied().unwrap_or(0))
-            .collect();
-        let mut report = PublishReport {
-            published: vec![0; n],
-            ..PublishReport::default()
-        };
-        let mut status_seen = vec![u64::MAX; n];
+        let mut cams: Vec<Cam> = Vec::new();
+        let mut roster = u64::MAX;
         let mut last_refresh = Instant::now();
         let started = Instant::now();
         let mut last_stats = Instant::now();
-        let mut debouncers: Vec<Option<debounce::Debouncer>> = (0..n)
-            .map(|_| {
-                self.mqtt
-                    .label_debounce
-                    .map(|(hold, window)| debounce::Debouncer::new(hold, window))
-            })
-            .collect();
-        self.publish_statuses(&shared, &mut status_seen);
+        self.sync_roster(&shared, &mut cams, &mut roster, &restored.seq);
+        self.publish_statuses(&shared, &mut cams);
+        let mut report = PublishReport::default();
+        let mut model_name = shared
+            .discovery()
+            .as_ref()
+            .map(|d| d.model.clone())
+            .unwrap_or_default();
 
         loop {
             self.beat.idle();
@@ -192,21 +195,28 @@ impl Publisher {
                     self.beat.busy();
                     let Ok(c) = msg else { break };
                     let cam = c.meta.camera;
-                    let id = &self.cameras[cam];
+                    if cam >= cams.len() {
+                        self.sync_roster(&shared, &mut cams, &mut roster, &restored.seq);
+                    }
+                    let Some(state) = cams.get_mut(cam) else {
+                        tracing::error!(camera = cam, "classification for an unknown camera");
+                        continue;
+                    };
+                    let id = &state.id;
                     // Encoded straight into the message's own buffer: no copy per message.
                     let mut buf = Vec::with_capacity(512);
-                    if let Err(e) = payload::encode(&c, id, seq[cam], &self.model, &self.labels, &mut buf) {
+                    if let Err(e) = payload::encode(&c, id, state.seq, &c.model.name, &c.model.labels, &mut buf) {
                         tracing::error!(camera = %id, error = %e, "cannot encode payload");
                         continue;
                     }
-                    seq[cam] += 1;
-                    report.published[cam] += 1;
-                    if let (Some(d), Some(top1)) = (debouncers[cam].as_mut(), c.top.first()) {
+                    state.seq += 1;
+                    state.published += 1;
+                    if let (Some(d), Some(top1)) = (state.debouncer.as_mut(), c.top.first()) {
                         if let Some(index) = d.push(top1.index) {
                             // An event in order with the labels (not coalesced like state).
                             let _ = shared.outbox().push(OutMsg {
                                 topic: format!("{}/{id}/label", self.mqtt.topic_prefix),
-                                payload: payload::encode_label(&c, id, index, &self.labels),
+                                payload: payload::encode_label(&c, id, index, &c.model.labels),
                                 qos: 1,
                                 retain: true,
                                 camera: Some(cam),
@@ -216,7 +226,7 @@ impl Publisher {
                     self.status.count(cam, |s| s.classified += 1);
                     self.metrics.latency_seconds.observe(c.latency.total / 1e3);
                     let msg = OutMsg {
-                        topic: topics[cam].clone(),
+                        topic: state.labels_topic.clone(),
                         payload: buf,
                         qos: level,
                         retain: false,
@@ -231,20 +241,27 @@ impl Publisher {
                                 dropped = s.outbox_dropped;
                             });
                             if dropped.is_power_of_two() {
-                                tracing::warn!(camera = %self.cameras[cam], dropped,
+                                let id = cams.get(cam).map(|c| c.id.clone()).unwrap_or_default();
+                                tracing::warn!(camera = %id, dropped,
                                     "outbox full: oldest label messages dropped");
                             }
                         }
                     }
                     shared.changed();
                     self.metrics.outbox_depth.set(shared.outbox().pending() as i64);
+                    if c.model.name != model_name {
+                        model_name.clone_from(&c.model.name);
+                        self.model_changed(&shared, &model_name);
+                    }
                 },
                 recv(self.status.rings()) -> _ => {
-                    self.publish_statuses(&shared, &mut status_seen);
+                    self.sync_roster(&shared, &mut cams, &mut roster, &restored.seq);
+                    self.publish_statuses(&shared, &mut cams);
                 },
                 default(Duration::from_secs(1)) => {
                     // Outbox drops change the status without a state change.
-                    self.publish_statuses(&shared, &mut status_seen);
+                    self.sync_roster(&shared, &mut cams, &mut roster, &restored.seq);
+                    self.publish_statuses(&shared, &mut cams);
                 },
             }
             if let Some(every) = self.mqtt.stats_interval {
@@ -256,13 +273,14 @@ impl Publisher {
             if last_refresh.elapsed() >= STATUS_REFRESH {
                 // Counters move without state changes: refresh the retained statuses.
                 last_refresh = Instant::now();
-                status_seen.iter_mut().for_each(|v| *v = u64::MAX);
-                self.publish_statuses(&shared, &mut status_seen);
+                cams.iter_mut().for_each(|c| c.status_seen = u64::MAX);
+                self.publish_statuses(&shared, &mut cams);
             }
         }
 
         // Every stage before us has drained: final camera states and stats, then offline.
-        self.publish_statuses(&shared, &mut status_seen);
+        self.sync_roster(&shared, &mut cams, &mut roster, &restored.seq);
+        self.publish_statuses(&shared, &mut cams);
         if self.mqtt.stats_interval.is_some() {
             self.publish_stats(&shared, started);
         }
@@ -304,13 +322,10 @@ impl Publisher {
             );
         }
         if let Some(dir) = &self.mqtt.spool_dir {
-            let next: HashMap<String, u64> = self
-                .cameras
-                .iter()
-                .zip(&seq)
-                .map(|(id, s)| (id.to_string(), *s))
-                .collect();
-            match Spool::new(dir).save(&undelivered, |i| self.cameras[i].to_string(), &next) {
+            let mut next: HashMap<String, u64> = restored.seq.clone();
+            next.extend(cams.iter().map(|c| (c.id.to_string(), c.seq)));
+            let name = |i: usize| cams.get(i).map(|c| c.id.to_string()).unwrap_or_default();
+            match Spool::new(dir).save(&undelivered, name, &next) {
                 Ok(()) => {
                     report.spooled = undelivered.len();
                     if report.spooled > 0 {
@@ -339,16 +354,16 @@ impl Publisher {
             }
         });
         rt.shutdown_timeout(Duration::from_secs(1));
+        report.published = cams.iter().map(|c| c.published).collect();
         Ok(report)
     }
 
     /// Queues the retained `{prefix}/stats` message.
     fn publish_stats(&self, shared: &Shared, started: Instant) {
-        let cams: Vec<(&str, crate::status::CameraStatus)> = self
-            .cameras
+        let active = self.status.active();
+        let cams: Vec<(&str, crate::status::CameraStatus)> = active
             .iter()
-            .enumerate()
-            .filter_map(|(i, id)| self.status.snapshot(i).map(|(_, s)| (id.as_ref(), s)))
+            .filter_map(|(i, id)| self.status.snapshot(*i).map(|(_, s)| (id.as_ref(), s)))
             .collect();
         let depth = shared.outbox().pending();
         shared.outbox().push_urgent(OutMsg {
@@ -361,22 +376,119 @@ impl Publisher {
         shared.changed();
     }
 
-    /// Queues the retained status of every camera whose state moved since last time.
-    fn publish_statuses(&self, shared: &Shared, seen: &mut [u64]) {
-        for (cam, last) in seen.iter_mut().enumerate() {
-            let Some((version, status)) = self.status.snapshot(cam) else {
+    /// Follows cameras added and removed (by a reload) on the status board: a new camera
+    /// gets its state here (its `seq` continues from the spool, if any) and its discovery
+    /// configs; a removed one has its retained topics cleared so nothing stale remains.
+    fn sync_roster(
+        &self,
+        shared: &Shared,
+        cams: &mut Vec<Cam>,
+        seen: &mut u64,
+        restored_seq: &HashMap<String, u64>,
+    ) {
+        let roster = self.status.roster();
+        if roster == *seen {
+            return;
+        }
+        *seen = roster;
+        for i in 0..self.status.cameras() {
+            if i == cams.len() {
+                let Some(id) = self.status.id(i) else { break };
+                cams.push(Cam {
+                    labels_topic: format!("{}/{id}/labels", self.mqtt.topic_prefix),
+                    seq: restored_seq.get(id.as_ref()).copied().unwrap_or(0),
+                    published: 0,
+                    debouncer: self
+                        .mqtt
+                        .label_debounce
+                        .map(|(hold, window)| debounce::Debouncer::new(hold, window)),
+                    status_seen: u64::MAX,
+                    active: false,
+                    id,
+                });
+            }
+            let cam = &mut cams[i];
+            let active = self.status.is_active(i);
+            if active == cam.active {
+                continue;
+            }
+            cam.active = active;
+            cam.status_seen = u64::MAX;
+            let mut discovery = shared.discovery();
+            let mut outbox = shared.outbox();
+            if active {
+                if let Some(d) = discovery.as_mut() {
+                    if !d.cameras.iter().any(|c| c == cam.id.as_ref()) {
+                        d.cameras.push(cam.id.to_string());
+                    }
+                    // Before the first connection, the announcement on connect has it.
+                    if shared.connected.load(Ordering::SeqCst)
+                        && !shared.stopping.load(Ordering::SeqCst)
+                    {
+                        outbox_extend(&mut outbox, d.messages_for(&cam.id));
+                    }
+                }
+            } else {
+                tracing::info!(camera = %cam.id, "camera removed: clearing its retained topics");
+                let mut topics = vec![format!("{}/{}/status", self.mqtt.topic_prefix, cam.id)];
+                if cam.debouncer.is_some() {
+                    topics.push(format!("{}/{}/label", self.mqtt.topic_prefix, cam.id));
+                }
+                if let Some(d) = discovery.as_mut() {
+                    d.cameras.retain(|c| c != cam.id.as_ref());
+                    topics.extend(d.config_topics(&cam.id));
+                }
+                for topic in topics {
+                    // An empty retained message deletes the retained one.
+                    outbox.push_urgent(OutMsg {
+                        topic,
+                        payload: Vec::new(),
+                        qos: 1,
+                        retain: true,
+                        camera: None,
+                    });
+                }
+            }
+            drop(outbox);
+            drop(discovery);
+            shared.changed();
+        }
+    }
+
+    /// A reload swapped the model: discovery's device info names it, so announce again.
+    fn model_changed(&self, shared: &Shared, name: &str) {
+        let mut discovery = shared.discovery();
+        if let Some(d) = discovery.as_mut() {
+            if d.model != name {
+                d.model = name.to_owned();
+                if !shared.stopping.load(Ordering::SeqCst) {
+                    outbox_extend(&mut shared.outbox(), d.messages());
+                }
+                drop(discovery);
+                shared.changed();
+            }
+        }
+    }
+
+    /// Queues the retained status of every active camera whose state moved since last time.
+    fn publish_statuses(&self, shared: &Shared, cams: &mut [Cam]) {
+        for (i, cam) in cams.iter_mut().enumerate() {
+            if !cam.active {
+                continue;
+            }
+            let Some((version, status)) = self.status.snapshot(i) else {
                 continue;
             };
             // Fold the outbox drop count into the version so a new drop republishes.
             let key = version
                 .wrapping_mul(1 << 20)
                 .wrapping_add(status.outbox_dropped);
-            if key == *last {
+            if key == cam.status_seen {
                 continue;
             }
-            *last = key;
+            cam.status_seen = key;
             shared.outbox().push_urgent(OutMsg {
-                topic: format!("{}/{}/status", self.mqtt.topic_prefix, self.cameras[cam]),
+                topic: format!("{}/{}/status", self.mqtt.topic_prefix, cam.id),
                 payload: payload::encode_status(&status),
                 qos: 1,
                 retain: true,
@@ -384,6 +496,12 @@ impl Publisher {
             });
             shared.changed();
         }
+    }
+}
+
+fn outbox_extend(outbox: &mut Outbox, msgs: Vec<OutMsg>) {
+    for m in msgs {
+        outbox.push_urgent(m);
     }
 }
 
@@ -419,22 +537,28 @@ async fn feed(
     }
 }
 
-/// Queues the retained discovery configs (unless shutting down).
-fn announce(shared: &Shared, d: &homeassistant::Discovery) {
-    if shared.stopping.load(Ordering::SeqCst) {
-        return;
+/// Queues the retained discovery configs (unless shutting down); false when discovery
+/// is off.
+fn announce(shared: &Shared) -> bool {
+    let discovery = shared.discovery();
+    let Some(d) = discovery.as_ref() else {
+        return false;
+    };
+    if !shared.stopping.load(Ordering::SeqCst) {
+        outbox_extend(&mut shared.outbox(), d.messages());
     }
-    let mut outbox = shared.outbox();
-    for m in d.messages() {
-        outbox.push_urgent(m);
-    }
+    true
+}
+
+/// Home Assistant's availability topic, when discovery is on.
+fn birth_topic(shared: &Shared) -> Option<String> {
+    shared.discovery().as_ref().map(|d| d.birth_topic())
 }
 
 /// Everything the event-loop task needs.
 struct Driver {
     connection: Connection,
     client: Arc<Client>,
-    discovery: Option<homeassistant::Discovery>,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     status_topic: String,
@@ -446,7 +570,6 @@ async fn drive(d: Driver, mut stop: watch::Receiver<bool>) {
     let Driver {
         mut connection,
         client,
-        discovery,
         shared,
         metrics,
         status_topic,
@@ -482,27 +605,26 @@ async fn drive(d: Driver, mut stop: watch::Receiver<bool>) {
                         camera: None,
                     });
                 }
-                if let Some(d) = &discovery {
-                    announce(&shared, d);
+                // Connected before announcing: a camera a reload adds meanwhile is then
+                // either in this announcement or announced by the publisher itself.
+                shared.connected.store(true, Ordering::SeqCst);
+                announce(&shared);
+                if let Some(topic) = birth_topic(&shared) {
                     let client = client.clone();
-                    let topic = d.birth_topic();
                     tokio::spawn(async move {
                         if let Err(e) = client.subscribe(&topic).await {
                             tracing::warn!(%topic, error = %e, "cannot subscribe");
                         }
                     });
                 }
-                shared.connected.store(true, Ordering::SeqCst);
                 metrics.broker_connected.set(1);
                 shared.changed();
             }
             Ok(NetEvent::Message { topic, payload }) => {
-                if let Some(d) = &discovery {
-                    if topic == d.birth_topic() && payload == b"online" {
-                        tracing::info!("Home Assistant is online: announcing discovery");
-                        announce(&shared, d);
-                        shared.changed();
-                    }
+                if birth_topic(&shared).is_some_and(|t| t == topic) && payload == b"online" {
+                    tracing::info!("Home Assistant is online: announcing discovery");
+                    announce(&shared);
+                    shared.changed();
                 }
             }
             Ok(NetEvent::Confirmed(pkid)) => {

@@ -170,13 +170,18 @@ pub fn encode_stats(
 mod tests {
     use super::*;
     use crate::config::LabelsSource;
-    use crate::messages::{FrameMeta, Latency, Scored};
+    use crate::messages::{FrameMeta, Latency, ModelInfo, Scored};
+    use std::sync::Arc;
     use std::time::{Duration, Instant, UNIX_EPOCH};
 
     #[test]
     fn encodes_the_documented_shape() {
         let labels = Labels::load(&LabelsSource::ImageNet).expect("labels");
         let c = Classification {
+            model: Arc::new(ModelInfo {
+                name: "resnet50".into(),
+                labels: labels.clone(),
+            }),
             meta: FrameMeta {
                 camera: 0,
                 index: 1230,
@@ -225,6 +230,10 @@ mod tests {
         let labels = Labels::parse("a \"quoted\" \\ label\u{7}\n", std::path::Path::new("x"))
             .expect("labels");
         let c = Classification {
+            model: Arc::new(ModelInfo {
+                name: "resnet50".into(),
+                labels: labels.clone(),
+            }),
             meta: FrameMeta {
                 camera: 0,
                 index: 0,

@@ -1,0 +1,196 @@
+//! The cameras of a run: each one's capture and preprocess threads, started and stopped
+//! one by one (at start-up and by reloads).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::capture::{Capture, CaptureEnd, FrameSink};
+use crate::config::CameraConfig;
+use crate::inference::Control;
+use crate::preprocess::{self, SpecCell};
+use crate::service::Liveness;
+use crate::status::StatusBoard;
+
+use super::{spawn, RunError};
+
+/// One camera's capture and preprocess threads.
+pub(super) struct CameraThreads {
+    pub(super) config: CameraConfig,
+    pub(super) index: usize,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) capture: JoinHandle<CaptureEnd>,
+    pub(super) preprocess: JoinHandle<u64>,
+}
+
+/// The cameras of a run: started at start-up and by reloads, stopped by reloads.
+pub(super) struct Cameras {
+    pub(super) cancel: Arc<AtomicBool>,
+    pub(super) status: Arc<StatusBoard>,
+    pub(super) liveness: Arc<Liveness>,
+    pub(super) spec: Arc<SpecCell>,
+    /// Hands each camera's input to the inference thread; dropped once capture is over.
+    pub(super) control: Option<Sender<Control>>,
+    pub(super) running: Vec<CameraThreads>,
+    /// Removed or changed cameras whose threads have not ended yet.
+    pub(super) stopping: Vec<CameraThreads>,
+    /// Changed cameras waiting for their previous threads to end.
+    pub(super) waiting: Vec<CameraConfig>,
+    /// How each camera index last ended, and frames preprocessed per index.
+    pub(super) ends: Vec<Option<CaptureEnd>>,
+    pub(super) preprocessed: Vec<u64>,
+    pub(super) panicked: usize,
+}
+
+impl Cameras {
+    pub(super) fn start(&mut self, cam: CameraConfig) -> Result<(), RunError> {
+        let Some(control) = &self.control else {
+            return Ok(());
+        };
+        let index = self.status.register(&cam.id);
+        let id: Arc<str> = Arc::from(cam.id.as_str());
+        let live = cam.source.is_live();
+        let (frame_tx, frame_rx) = bounded(if live { 1 } else { 2 });
+        let sink = if live {
+            FrameSink::LatestWins {
+                tx: frame_tx,
+                evict: frame_rx.clone(),
+            }
+        } else {
+            FrameSink::Block(frame_tx)
+        };
+        // One single-slot edge per camera into inference (see Serving::run).
+        let (tx, rx) = bounded(0);
+        // What "wedged" means for each stage: busy on one item for longer than any
+        // healthy run could take.
+        let capture_limit = cam.open_timeout.max(cam.stall_timeout) + Duration::from_secs(15);
+        let capture_beat = self.liveness.stage(format!("capture {id}"), capture_limit);
+        let pre_beat = self
+            .liveness
+            .stage(format!("preprocess {id}"), Duration::from_secs(10));
+        let spec = self.spec.clone();
+        let span_id = id.clone();
+        let preprocess = spawn(format!("pre-{id}"), move || {
+            let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
+            preprocess::run(spec, frame_rx, tx, pre_beat)
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let capture = Capture {
+            camera: index,
+            id: id.clone(),
+            config: cam.clone(),
+            cancel: self.cancel.clone(),
+            stop: stop.clone(),
+            status: self.status.clone(),
+            beat: capture_beat,
+        };
+        let capture = spawn(format!("cap-{id}"), move || {
+            let _span = tracing::info_span!("capture", camera = %capture.id).entered();
+            capture.run(sink)
+        })?;
+        // The inference thread outlives every camera thread; if it is gone, the watch
+        // loop notices and stops the run.
+        let _ = control.send(Control::Camera(rx));
+        if self.ends.len() <= index {
+            self.ends.resize_with(index + 1, || None);
+            self.preprocessed.resize(index + 1, 0);
+        }
+        self.running.push(CameraThreads {
+            config: cam,
+            index,
+            stop,
+            capture,
+            preprocess,
+        });
+        Ok(())
+    }
+
+    /// Stops camera `id`; `retire` when it leaves the configuration (not when it changes).
+    pub(super) fn stop(&mut self, id: &str, retire: bool) {
+        if let Some(pos) = self.running.iter().position(|c| c.config.id == id) {
+            let cam = self.running.swap_remove(pos);
+            if retire {
+                self.status.retire(cam.index);
+            }
+            cam.stop.store(true, Ordering::Relaxed);
+            self.stopping.push(cam);
+        }
+    }
+
+    /// Joins the threads of stopped cameras that have ended and starts the changed
+    /// cameras that were waiting for them.
+    pub(super) fn reap(&mut self) -> Result<(), RunError> {
+        let mut i = 0;
+        while i < self.stopping.len() {
+            let c = &self.stopping[i];
+            if c.capture.is_finished() && c.preprocess.is_finished() {
+                let c = self.stopping.swap_remove(i);
+                self.join(c);
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self
+                .stopping
+                .iter()
+                .any(|c| c.config.id == self.waiting[i].id)
+            {
+                i += 1;
+            } else {
+                let cam = self.waiting.swap_remove(i);
+                self.start(cam)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn join(&mut self, c: CameraThreads) {
+        let end = match c.capture.join() {
+            Ok(end) => end,
+            Err(_) => {
+                self.panicked += 1;
+                CaptureEnd::Failed("capture thread panicked".into())
+            }
+        };
+        match c.preprocess.join() {
+            Ok(n) => self.preprocessed[c.index] += n,
+            Err(_) => self.panicked += 1,
+        }
+        self.ends[c.index] = Some(end);
+    }
+
+    /// Some capture thread is still running or about to start.
+    pub(super) fn capturing(&self) -> bool {
+        !self.waiting.is_empty()
+            || self
+                .running
+                .iter()
+                .chain(&self.stopping)
+                .any(|c| !c.capture.is_finished())
+    }
+
+    /// A preprocess thread ended while its capture still runs: only a failure does that.
+    pub(super) fn broken(&self) -> bool {
+        self.running
+            .iter()
+            .any(|c| c.preprocess.is_finished() && !c.capture.is_finished())
+    }
+
+    pub(super) fn all_finished(&self) -> bool {
+        self.waiting.is_empty()
+            && self
+                .running
+                .iter()
+                .chain(&self.stopping)
+                .all(|c| c.capture.is_finished() && c.preprocess.is_finished())
+    }
+
+    pub(super) fn ids(&self) -> Vec<Arc<str>> {
+        self.status.active().into_iter().map(|(_, id)| id).collect()
+    }
+}

@@ -1,0 +1,120 @@
+//! Start-up checks and loading: secrets, certificates, file sources, the model.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::capture::Source;
+use crate::config::{CameraConfig, Config, ModelConfig, PasswordSource};
+use crate::inference::{InferenceWorker, Runtime};
+use crate::labels::Labels;
+use crate::messages::ModelInfo;
+use crate::preprocess::PreprocessSpec;
+use crate::publish::client::TlsMaterial;
+
+use super::RunError;
+
+/// The first line of a password file (trailing newline and spaces removed).
+fn read_password(path: &std::path::Path) -> Result<String, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::PasswordFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned())
+}
+
+/// The broker password, from a file or a systemd credential.
+pub(super) fn password(cfg: &Config) -> Result<Option<String>, RunError> {
+    Ok(match &cfg.mqtt.password {
+        PasswordSource::None => None,
+        PasswordSource::File(path) => Some(read_password(path)?),
+        PasswordSource::Credential(name) => {
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .ok_or_else(|| RunError::NoCredentials { name: name.clone() })?;
+            Some(read_password(&PathBuf::from(dir).join(name))?)
+        }
+    })
+}
+
+/// The TLS certificates and key named in `[mqtt]`, read once at start-up.
+pub(super) fn tls_material(cfg: &Config) -> Result<Option<TlsMaterial>, RunError> {
+    let Some(t) = &cfg.mqtt.tls else {
+        return Ok(None);
+    };
+    let read = |field: &str, path: &PathBuf| {
+        std::fs::read(path).map_err(|source| RunError::TlsFile {
+            field: field.to_owned(),
+            path: path.clone(),
+            source,
+        })
+    };
+    let ca = t
+        .ca_file
+        .as_ref()
+        .map(|p| read("mqtt.ca_file", p))
+        .transpose()?;
+    let client = match &t.client {
+        Some((cert, key)) => Some((
+            read("mqtt.client_cert_file", cert)?,
+            read("mqtt.client_key_file", key)?,
+        )),
+        None => None,
+    };
+    Ok(Some(TlsMaterial { ca, client }))
+}
+
+/// File sources must exist before their camera starts (at start-up and on reload).
+pub(super) fn check_sources<'a>(
+    cameras: impl IntoIterator<Item = (usize, &'a CameraConfig)>,
+) -> Result<(), RunError> {
+    for (index, cam) in cameras {
+        if let Source::File(path) = &cam.source {
+            if !path.is_file() {
+                return Err(RunError::SourceMissing {
+                    index,
+                    id: cam.id.clone(),
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A model loaded, checked against its labels and warmed up: ready to serve.
+pub struct LoadedModel {
+    pub worker: InferenceWorker,
+    pub spec: PreprocessSpec,
+    pub info: Arc<ModelInfo>,
+}
+
+/// Loads the labels and the model, checks that they agree, and warms the model up.
+pub fn load_model(cfg: &ModelConfig, runtime: &Runtime) -> Result<LoadedModel, RunError> {
+    let labels = Labels::load(&cfg.labels)?;
+    let (worker, spec) = InferenceWorker::open(cfg, runtime)?;
+    labels.check_count(worker.io().classes)?;
+    tracing::info!(
+        model = %cfg.path.display(),
+        input = %worker.io().input,
+        batch = ?worker.io().batch,
+        max_batch = worker.max_batch(),
+        classes = worker.io().classes,
+        layout = ?spec.layout,
+        geometry = ?spec.geometry,
+        interpolation = ?spec.interpolation,
+        crop = spec.crop,
+        "model loaded and warmed up"
+    );
+    Ok(LoadedModel {
+        worker,
+        spec,
+        info: Arc::new(ModelInfo {
+            name: cfg.name.clone(),
+            labels,
+        }),
+    })
+}

@@ -1,0 +1,165 @@
+//! Hot reload (SIGHUP, `systemctl reload`): what a new configuration changes.
+//!
+//! The pipeline re-reads its file and, only when the whole new configuration is valid,
+//! applies the difference: cameras added, removed or changed start and stop alone, and a
+//! changed model (its settings, or its file or labels rewritten in place) is loaded and
+//! warmed up before it replaces the running one. Settings the running process cannot
+//! change (the broker connection, the admin listener, Home Assistant, logging) are
+//! reported as needing a restart and otherwise ignored.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::config::{CameraConfig, Config, LabelsSource, ModelConfig};
+
+/// The difference between the running configuration and a new one.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Plan {
+    pub added: Vec<CameraConfig>,
+    pub removed: Vec<String>,
+    /// Cameras whose settings changed: stopped and started again.
+    pub changed: Vec<CameraConfig>,
+    /// The model must be loaded again.
+    pub model: bool,
+    /// Sections that changed but only take effect at the next start.
+    pub restart_needed: Vec<&'static str>,
+}
+
+impl Plan {
+    /// The plan from `old` to `new`; `old_files`/`new_files` are the model's file
+    /// fingerprints as they were when the old model was loaded and as they are now.
+    pub fn new(old: &Config, new: &Config, old_files: &ModelFiles, new_files: &ModelFiles) -> Plan {
+        let mut plan = Plan::default();
+        for cam in &new.cameras {
+            match old.cameras.iter().find(|c| c.id == cam.id) {
+                None => plan.added.push(cam.clone()),
+                Some(before) if before != cam => plan.changed.push(cam.clone()),
+                Some(_) => {}
+            }
+        }
+        plan.removed = old
+            .cameras
+            .iter()
+            .filter(|c| !new.cameras.iter().any(|n| n.id == c.id))
+            .map(|c| c.id.clone())
+            .collect();
+        plan.model = old.model != new.model || old_files != new_files;
+        let sections: [(&'static str, bool); 4] = [
+            ("mqtt", old.mqtt != new.mqtt),
+            ("admin", old.admin_listen != new.admin_listen),
+            ("homeassistant", old.homeassistant != new.homeassistant),
+            ("log", old.log_level != new.log_level),
+        ];
+        plan.restart_needed = sections
+            .into_iter()
+            .filter_map(|(name, changed)| changed.then_some(name))
+            .collect();
+        plan
+    }
+
+    /// Nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && !self.model
+    }
+
+    /// Ids of the cameras added, removed and changed, for the log.
+    pub fn summary(&self) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+        (
+            self.added.iter().map(|c| c.id.as_str()).collect(),
+            self.removed.iter().map(String::as_str).collect(),
+            self.changed.iter().map(|c| c.id.as_str()).collect(),
+        )
+    }
+}
+
+/// Size and modification time of a file (none when it cannot be read).
+type Stamp = Option<(u64, SystemTime)>;
+
+/// What identifies the model's files on disk: a model replaced in place (same path, new
+/// file) is a changed model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    model: Stamp,
+    labels: Stamp,
+}
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+impl ModelFiles {
+    pub fn of(cfg: &ModelConfig) -> ModelFiles {
+        ModelFiles {
+            model: stamp(&cfg.path),
+            labels: match &cfg.labels {
+                LabelsSource::File(path) => stamp(path),
+                LabelsSource::ImageNet => None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(cameras: &str, model: &str) -> Config {
+        let text =
+            format!("[mqtt]\nhost = \"localhost\"\n[model]\npath = \"m.onnx\"\n{model}\n{cameras}");
+        Config::parse(&text, Path::new("/etc/streamclassd")).expect("valid config")
+    }
+
+    const TWO: &str = "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/a\"\n\
+                       [[camera]]\nid = \"b\"\nsource = \"rtsp://h/b\"\nfps = 2\n";
+
+    #[test]
+    fn cameras_added_removed_and_changed_are_told_apart() {
+        let files = ModelFiles {
+            model: None,
+            labels: None,
+        };
+        let old = config(TWO, "");
+        let new = config(
+            "[[camera]]\nid = \"b\"\nsource = \"rtsp://h/b\"\nfps = 5\n\
+             [[camera]]\nid = \"c\"\nsource = \"rtsp://h/c\"\n",
+            "",
+        );
+        let plan = Plan::new(&old, &new, &files, &files);
+        assert_eq!(plan.summary(), (vec!["c"], vec!["a"], vec!["b"]));
+        assert!(!plan.model);
+        assert!(plan.restart_needed.is_empty());
+        assert!(Plan::new(&old, &old, &files, &files).is_empty());
+    }
+
+    #[test]
+    fn a_model_setting_or_a_rewritten_file_reloads_the_model() {
+        let files = ModelFiles {
+            model: Some((10, SystemTime::UNIX_EPOCH)),
+            labels: None,
+        };
+        let old = config(TWO, "");
+        let plan = Plan::new(&old, &config(TWO, "top_k = 3"), &files, &files);
+        assert!(plan.model && plan.added.is_empty() && plan.changed.is_empty());
+        let rewritten = ModelFiles {
+            model: Some((11, SystemTime::UNIX_EPOCH)),
+            labels: None,
+        };
+        assert!(Plan::new(&old, &old, &files, &rewritten).model);
+    }
+
+    #[test]
+    fn connection_settings_need_a_restart() {
+        let files = ModelFiles {
+            model: None,
+            labels: None,
+        };
+        let old = config(TWO, "");
+        let mut new = old.clone();
+        new.mqtt.port = 8883;
+        new.log_level = "debug".into();
+        let plan = Plan::new(&old, &new, &files, &files);
+        assert_eq!(plan.restart_needed, vec!["mqtt", "log"]);
+        assert!(plan.is_empty(), "nothing the running process applies");
+    }
+}

@@ -1,0 +1,308 @@
+//! Hot reload (SIGHUP) against a real broker, a real RTSP server and real models: cameras
+//! added, removed and changed start and stop alone, an invalid configuration is rejected
+//! while the running one keeps going, and a changed model takes over only once warmed up.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, fixtures, Broker, Daemon, Message, RtspServer, Subscriber, PATIENCE};
+use serde_json::Value;
+
+fn labels(sub: &Subscriber, topic: &str) -> Vec<Value> {
+    sub.on(topic).iter().map(Message::json).collect()
+}
+
+fn at_least(topic: &str, n: usize) -> impl Fn(&[Message]) -> bool + '_ {
+    move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() >= n
+}
+
+/// Asserts `seq` runs 0, 1, 2, ... with no gap and no restart (QoS 1 duplicates aside).
+fn assert_contiguous(msgs: &[Value], what: &str) {
+    let mut next = 0;
+    for m in msgs {
+        let s = m["seq"].as_u64().expect("seq");
+        assert!(s <= next, "{what}: seq jumped from {} to {s}", next - 1);
+        if s == next {
+            next += 1;
+        }
+    }
+}
+
+/// The `state` of each status message of a camera, in order (empty payload: cleared).
+fn states(sub: &Subscriber, topic: &str) -> Vec<String> {
+    sub.on(topic)
+        .iter()
+        .map(|m| {
+            if m.payload.is_empty() {
+                "(cleared)".to_owned()
+            } else {
+                m.json()["state"].as_str().unwrap_or("?").to_owned()
+            }
+        })
+        .collect()
+}
+
+/// Rewrites the daemon's configuration file and sends SIGHUP; waits for the outcome.
+fn reload(d: &Daemon, text: &str, outcome: &str) {
+    let before = d.stderr().matches(outcome).count();
+    std::fs::write(d.dir.path().join("config.toml"), text).expect("rewrite config");
+    d.signal("HUP");
+    let seen = (0..(PATIENCE.as_millis() / 50)).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        d.stderr().matches(outcome).count() > before
+    });
+    assert!(seen, "no {outcome:?} after SIGHUP; log:\n{}", d.stderr());
+}
+
+const APPLIED: &str = "configuration reloaded";
+const REJECTED: &str = "configuration reload rejected";
+
+#[test]
+fn cameras_added_removed_and_changed_leave_the_others_alone() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "hot/#");
+    let url = server.url("");
+    let mut d = Daemon::start(&config(
+        broker.port,
+        "hot",
+        &[("a", &url, 4.0), ("b", &url, 4.0)],
+        "",
+    ));
+    for cam in ["a", "b"] {
+        let topic = format!("hot/{cam}/labels");
+        assert!(
+            sub.wait_until(PATIENCE, at_least(&topic, 3)),
+            "{cam} never streamed; log:\n{}",
+            d.stderr()
+        );
+    }
+
+    // b leaves, c joins; a is not touched.
+    reload(
+        &d,
+        &config(
+            broker.port,
+            "hot",
+            &[("a", &url, 4.0), ("c", &url, 4.0)],
+            "",
+        ),
+        APPLIED,
+    );
+    assert!(
+        sub.wait_until(PATIENCE, at_least("hot/c/labels", 3)),
+        "the added camera never streamed; log:\n{}",
+        d.stderr()
+    );
+    assert!(
+        sub.wait_until(PATIENCE, |m| m
+            .iter()
+            .any(|m| m.topic == "hot/b/status" && m.payload.is_empty())),
+        "the removed camera's retained status was not cleared"
+    );
+    let b_after_removal = sub.on("hot/b/labels").len();
+    let a_now = sub.on("hot/a/labels").len();
+    assert!(sub.wait_until(PATIENCE, at_least("hot/a/labels", a_now + 4)));
+    assert_eq!(
+        sub.on("hot/b/labels").len(),
+        b_after_removal,
+        "a removed camera keeps publishing"
+    );
+    assert_eq!(
+        states(&sub, "hot/a/status")
+            .iter()
+            .filter(|s| *s == "starting")
+            .count(),
+        1,
+        "camera a was restarted by a reload that did not change it: {:?}",
+        states(&sub, "hot/a/status")
+    );
+
+    // a changes (fps): only a restarts, and its seq continues.
+    reload(
+        &d,
+        &config(
+            broker.port,
+            "hot",
+            &[("a", &url, 2.0), ("c", &url, 4.0)],
+            "",
+        ),
+        APPLIED,
+    );
+    assert!(
+        sub.wait_until(PATIENCE, |m| m
+            .iter()
+            .filter(|m| m.topic == "hot/a/status"
+                && !m.payload.is_empty()
+                && m.json()["state"] == "starting")
+            .count()
+            == 2),
+        "the changed camera was not restarted: {:?}",
+        states(&sub, "hot/a/status")
+    );
+    let a_now = sub.on("hot/a/labels").len();
+    assert!(sub.wait_until(PATIENCE, at_least("hot/a/labels", a_now + 3)));
+    let c_states = states(&sub, "hot/c/status");
+    assert_eq!(
+        c_states.iter().filter(|s| *s == "starting").count(),
+        1,
+        "camera c was restarted by a change to camera a: {c_states:?}"
+    );
+
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_contiguous(&labels(&sub, "hot/a/labels"), "a");
+    assert_contiguous(&labels(&sub, "hot/b/labels"), "b");
+    assert_contiguous(&labels(&sub, "hot/c/labels"), "c");
+    assert!(log.contains("camera summary camera=a"), "{log}");
+    assert!(log.contains("camera summary camera=c"), "{log}");
+    assert!(
+        !log.contains("camera summary camera=b"),
+        "a removed camera is not in the final summary:\n{log}"
+    );
+}
+
+#[test]
+fn an_invalid_config_is_rejected_and_the_running_one_keeps_going() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "bad/#");
+    let url = server.url("");
+    let good = config(broker.port, "bad", &[("a", &url, 4.0)], "");
+    let mut d = Daemon::start(&good);
+    assert!(sub.wait_until(PATIENCE, at_least("bad/a/labels", 3)));
+
+    // Field-level problems, named as `check-config` names them.
+    let invalid = config(
+        broker.port,
+        "bad",
+        &[("a", &url, 4.0), ("b", &url, -1.0)],
+        "top_k = 0",
+    );
+    reload(&d, &invalid, REJECTED);
+    let log = d.stderr();
+    assert!(log.contains("camera[1].fps"), "{log}");
+    assert!(log.contains("model.top_k"), "{log}");
+    // A camera whose file does not exist.
+    let missing = config(
+        broker.port,
+        "bad",
+        &[("a", &url, 4.0), ("f", "/nonexistent/clip.mp4", 0.0)],
+        "",
+    );
+    reload(&d, &missing, REJECTED);
+    assert!(d.stderr().contains("/nonexistent/clip.mp4"));
+    // A model that is not a model: rejected after the load fails, nothing swapped.
+    let not_a_model = d.dir.path().join("broken.onnx");
+    std::fs::write(&not_a_model, b"not an ONNX file").expect("write");
+    let broken = good.replace(
+        &common::model().display().to_string(),
+        &not_a_model.display().to_string(),
+    );
+    reload(&d, &broken, REJECTED);
+    assert!(
+        !d.stderr().contains(APPLIED),
+        "nothing was applied:\n{}",
+        d.stderr()
+    );
+
+    // The original configuration kept running all along.
+    let now = sub.on("bad/a/labels").len();
+    assert!(
+        sub.wait_until(PATIENCE, at_least("bad/a/labels", now + 4)),
+        "the running camera stopped after a rejected reload; log:\n{}",
+        d.stderr()
+    );
+    for cam in ["b", "f"] {
+        assert!(
+            sub.on(&format!("bad/{cam}/labels")).is_empty()
+                && states(&sub, &format!("bad/{cam}/status")).is_empty(),
+            "camera {cam} of a rejected configuration started"
+        );
+    }
+    // And it still reloads when given a valid file.
+    reload(
+        &d,
+        &config(
+            broker.port,
+            "bad",
+            &[("a", &url, 4.0), ("b", &url, 4.0)],
+            "",
+        ),
+        APPLIED,
+    );
+    assert!(sub.wait_until(PATIENCE, at_least("bad/b/labels", 2)));
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0), "{}", d.stderr());
+    assert_contiguous(&labels(&sub, "bad/a/labels"), "a");
+}
+
+#[test]
+fn a_changed_model_is_warmed_up_before_it_replaces_the_running_one() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "swap/#");
+    let url = server.url("");
+    let cams = [("a", url.as_str(), 5.0), ("b", url.as_str(), 5.0)];
+    let mut d = Daemon::start(&config(broker.port, "swap", &cams, ""));
+    assert!(sub.wait_until(PATIENCE, at_least("swap/a/labels", 3)));
+
+    // ResNet-18 instead of ResNet-50, and caffe preprocessing instead of torchvision's:
+    // every camera's preprocessing changes along with the model.
+    let resnet18 = fixtures().join("resnet18.onnx");
+    let changed = config(broker.port, "swap", &cams, "")
+        .replace(
+            &common::model().display().to_string(),
+            &resnet18.display().to_string(),
+        )
+        .replace("name = \"resnet50\"", "name = \"resnet18\"")
+        + "\n[model.preprocess]\npreset = \"caffe\"\n";
+    reload(&d, &changed, APPLIED);
+    let switched = |topic: &'static str| {
+        move |m: &[Message]| {
+            m.iter()
+                .filter(|m| m.topic == topic && m.json()["model"] == "resnet18")
+                .count()
+                >= 3
+        }
+    };
+    assert!(
+        sub.wait_until(PATIENCE, switched("swap/a/labels"))
+            && sub.wait_until(PATIENCE, switched("swap/b/labels")),
+        "the new model never classified; log:\n{}",
+        d.stderr()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0), "{}", d.stderr());
+    let log = d.stderr();
+
+    // Loaded and warmed up (second "model loaded") before the swap, which the
+    // reload reports as applied.
+    let loaded = log
+        .match_indices("model loaded and warmed up")
+        .nth(1)
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("the new model was not loaded:\n{log}"));
+    let swapped = log
+        .find("model swapped in")
+        .unwrap_or_else(|| panic!("no swap:\n{log}"));
+    assert!(loaded < swapped, "{log}");
+    for cam in ["a", "b"] {
+        let msgs = labels(&sub, &format!("swap/{cam}/labels"));
+        assert_contiguous(&msgs, cam);
+        let models: Vec<&str> = msgs.iter().filter_map(|m| m["model"].as_str()).collect();
+        let switch = models
+            .iter()
+            .position(|m| *m == "resnet18")
+            .expect("switched");
+        assert!(switch > 0, "{cam}: no frame from the first model");
+        assert!(
+            models[..switch].iter().all(|m| *m == "resnet50")
+                && models[switch..].iter().all(|m| *m == "resnet18"),
+            "{cam}: models interleave: {models:?}"
+        );
+    }
+}
