@@ -42,6 +42,13 @@ type CounterDef = (
     fn(&crate::status::CameraStatus) -> u64,
 );
 
+/// Name, help and how to read a per-camera gauge from a status.
+type GaugeDef = (
+    &'static str,
+    &'static str,
+    fn(&crate::status::CameraStatus) -> f64,
+);
+
 #[derive(Debug)]
 struct Cameras {
     status: Arc<StatusBoard>,
@@ -122,6 +129,44 @@ impl Collector for Cameras {
                 let labels = [("camera", *id), ("state", name)];
                 ConstGauge::new(i64::from(s.state == state))
                     .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let gauges: [GaugeDef; 2] = [
+            (
+                "streamclassd_camera_demand_fps",
+                "Frames per second the camera asks for (its source's rate, or fps when lower; 0 for an unpaced file).",
+                |s| s.demand_fps,
+            ),
+            (
+                "streamclassd_camera_classified_fps",
+                "Frames per second classified over the last status period; below the demand when the pipeline is at capacity.",
+                |s| s.classified_fps,
+            ),
+        ];
+        for (name, help, get) in gauges {
+            let probe = ConstGauge::new(0f64);
+            let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
+            for (id, s) in &snaps {
+                ConstGauge::new(get(s)).encode(family.encode_family(&[("camera", *id)])?)?;
+            }
+        }
+        let probe = ConstCounter::new(0f64);
+        let mut family = encoder.encode_descriptor(
+            "streamclassd_stage_seconds",
+            "Time spent on the camera's frames by stage: decode (read and decode, including waiting for a live frame), preprocess, inference (a batch's time split over its frames), publish (encoding and queueing).",
+            None,
+            probe.metric_type(),
+        )?;
+        for (id, s) in &snaps {
+            let t = s.stage_us;
+            for (stage, us) in [
+                ("decode", t.decode),
+                ("preprocess", t.preprocess),
+                ("inference", t.inference),
+                ("publish", t.publish),
+            ] {
+                let labels = [("camera", *id), ("stage", stage)];
+                ConstCounter::new(us as f64 / 1e6).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

@@ -50,6 +50,25 @@ pub struct CameraStatus {
     pub classified: u64,
     /// Label messages dropped because the outbox was full.
     pub outbox_dropped: u64,
+    /// Frames per second the camera asks for: its source's rate, or `fps` when lower
+    /// (0 until the source is open).
+    pub demand_fps: f64,
+    /// Frames per second classified over the last status period (below `demand_fps`
+    /// when the pipeline is at capacity: the camera's share of it).
+    pub classified_fps: f64,
+    /// Time spent on this camera's frames per stage, in microseconds: decoding (every
+    /// decoded frame), preprocessing, inference (a batch's time split over its frames) and
+    /// encoding and queueing for the broker (every classified frame).
+    pub stage_us: StageTimes,
+}
+
+/// Cumulative time per stage, microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StageTimes {
+    pub decode: u64,
+    pub preprocess: u64,
+    pub inference: u64,
+    pub publish: u64,
 }
 
 impl Default for CameraStatus {
@@ -64,6 +83,9 @@ impl Default for CameraStatus {
             decode_errors: 0,
             classified: 0,
             outbox_dropped: 0,
+            demand_fps: 0.0,
+            classified_fps: 0.0,
+            stage_us: StageTimes::default(),
         }
     }
 }

@@ -5,33 +5,15 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{config, fixtures, stable_port, Broker, Daemon, RtspServer, Subscriber, PATIENCE};
-
-/// A plain HTTP/1.0 GET: (status code, body).
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to admin listener");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let code = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
+use common::{
+    config, fixtures, http_get, stable_port, Broker, Daemon, RtspServer, Subscriber, PATIENCE,
+};
 
 fn wait_http(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -116,25 +98,25 @@ fn metrics_health_readiness_and_no_secret_anywhere() {
     });
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (code, _) = get(admin, "/readyz");
+        let (code, _) = http_get(admin, "/readyz");
         if code == 200 {
             break;
         }
         assert!(Instant::now() < deadline, "never ready:\n{}", d.stderr());
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (code, ready) = get(admin, "/readyz");
+    let (code, ready) = http_get(admin, "/readyz");
     assert_eq!(code, 200, "{ready}");
     let ready: serde_json::Value = serde_json::from_str(&ready).expect("readyz JSON");
     assert_eq!(ready["cameras"]["street"], "streaming");
-    let (code, body) = get(admin, "/healthz");
+    let (code, body) = http_get(admin, "/healthz");
     assert_eq!((code, body.trim()), (200, "ok"));
     while payloads.lock().expect("lock").len() < 30 {
         assert!(Instant::now() < deadline, "no labels:\n{}", d.stderr());
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let (code, metrics) = get(admin, "/metrics");
+    let (code, metrics) = http_get(admin, "/metrics");
     assert_eq!(code, 200);
     let report = promtool_check(&metrics);
     eprintln!("promtool: {}", report.trim());
@@ -166,7 +148,7 @@ fn metrics_health_readiness_and_no_secret_anywhere() {
     let mut not_ready = String::new();
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
-        let (code, body) = get(admin, "/readyz");
+        let (code, body) = http_get(admin, "/readyz");
         if code == 503 {
             not_ready = body;
             break;
@@ -174,8 +156,8 @@ fn metrics_health_readiness_and_no_secret_anywhere() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(not_ready.contains("broker not connected"), "{not_ready}");
-    assert_eq!(get(admin, "/healthz").0, 200);
-    let (_, metrics_down) = get(admin, "/metrics");
+    assert_eq!(http_get(admin, "/healthz").0, 200);
+    let (_, metrics_down) = http_get(admin, "/metrics");
     broker.restart();
 
     d.signal("TERM");

@@ -281,6 +281,15 @@ impl Capture {
                 .filter(|f| f.is_finite() && *f > 0.0)
                 .unwrap_or(25.0);
             tracing::info!(camera = %self.id, source = %self.source(), source_fps, "source opened");
+            // A file that is not paced asks for as many frames as the pipeline takes (0).
+            let demand = if !live && !self.config.realtime {
+                0.0
+            } else if self.config.fps > 0.0 {
+                self.config.fps.min(source_fps)
+            } else {
+                source_fps
+            };
+            self.status.count(self.camera, |s| s.demand_fps = demand);
             let opened_at = Instant::now();
             let first_index = index;
             let mut failures = 0u32;
@@ -335,7 +344,12 @@ impl Capture {
                 }
                 let frame_index = index;
                 index += 1;
-                self.status.count(self.camera, |s| s.frames = index);
+                // Read and decode; for a live source this includes waiting for the frame.
+                let decode_us = read_started.elapsed().as_micros() as u64;
+                self.status.count(self.camera, |s| {
+                    s.frames = index;
+                    s.stage_us.decode += decode_us;
+                });
                 // Files are paced by their own timeline, live sources by the clock.
                 let t = if live {
                     started.elapsed().as_secs_f64()

@@ -412,6 +412,9 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     }
     for (i, id) in &active {
         let st = status.snapshot(*i).map(|(_, s)| s).unwrap_or_default();
+        // Mean time per frame in each stage, milliseconds.
+        let per = |us: u64, n: u64| format!("{:.3}", us as f64 / 1e3 / n.max(1) as f64);
+        let t = st.stage_us;
         tracing::info!(
             camera = %id,
             frames = st.frames,
@@ -421,6 +424,10 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             decode_errors = st.decode_errors,
             reconnects = st.reconnects,
             outbox_dropped = st.outbox_dropped,
+            decode_ms = per(t.decode, st.frames),
+            preprocess_ms = per(t.preprocess, st.classified),
+            inference_ms = per(t.inference, st.classified),
+            publish_ms = per(t.publish, st.classified),
             "camera summary"
         );
     }

@@ -119,6 +119,10 @@ struct Cam {
     status_seen: u64,
     /// Active as of the last roster check.
     active: bool,
+    /// `classified` at the last rate measurement.
+    classified_then: u64,
+    /// Classifying well below its demand (the pipeline is at capacity).
+    degraded: bool,
 }
 
 impl Publisher {
@@ -194,6 +198,7 @@ impl Publisher {
                 recv(rx) -> msg => {
                     self.beat.busy();
                     let Ok(c) = msg else { break };
+                    let received = Instant::now();
                     let cam = c.meta.camera;
                     if cam >= cams.len() {
                         self.sync_roster(&shared, &mut cams, &mut roster, &restored.seq);
@@ -223,7 +228,6 @@ impl Publisher {
                             });
                         }
                     }
-                    self.status.count(cam, |s| s.classified += 1);
                     self.metrics.latency_seconds.observe(c.latency.total / 1e3);
                     let msg = OutMsg {
                         topic: state.labels_topic.clone(),
@@ -249,6 +253,14 @@ impl Publisher {
                     }
                     shared.changed();
                     self.metrics.outbox_depth.set(shared.outbox().pending() as i64);
+                    let us = |ms: f64| (ms * 1e3) as u64;
+                    let publish_us = received.elapsed().as_micros() as u64;
+                    self.status.count(cam, |s| {
+                        s.classified += 1;
+                        s.stage_us.preprocess += us(c.latency.preprocess);
+                        s.stage_us.inference += us(c.latency.inference / c.batch.max(1) as f64);
+                        s.stage_us.publish += publish_us;
+                    });
                     if c.model.name != model_name {
                         model_name.clone_from(&c.model.name);
                         self.model_changed(&shared, &model_name);
@@ -272,6 +284,7 @@ impl Publisher {
             }
             if last_refresh.elapsed() >= STATUS_REFRESH {
                 // Counters move without state changes: refresh the retained statuses.
+                self.measure_rates(&mut cams, last_refresh.elapsed());
                 last_refresh = Instant::now();
                 cams.iter_mut().for_each(|c| c.status_seen = u64::MAX);
                 self.publish_statuses(&shared, &mut cams);
@@ -404,6 +417,8 @@ impl Publisher {
                         .map(|(hold, window)| debounce::Debouncer::new(hold, window)),
                     status_seen: u64::MAX,
                     active: false,
+                    classified_then: 0,
+                    degraded: false,
                     id,
                 });
             }
@@ -452,6 +467,38 @@ impl Publisher {
             drop(outbox);
             drop(discovery);
             shared.changed();
+        }
+    }
+
+    /// Each active camera's classified frames/s over the period just ended, against what
+    /// it asks for: a camera held well below its demand (the pipeline is at capacity and
+    /// shares it out) is reported once, and again when it recovers.
+    fn measure_rates(&self, cams: &mut [Cam], period: Duration) {
+        for (i, cam) in cams.iter_mut().enumerate() {
+            if !cam.active {
+                continue;
+            }
+            let Some((_, s)) = self.status.snapshot(i) else {
+                continue;
+            };
+            let rate = (s.classified - cam.classified_then.min(s.classified)) as f64
+                / period.as_secs_f64().max(1e-3);
+            cam.classified_then = s.classified;
+            self.status
+                .count(i, |st| st.classified_fps = (rate * 10.0).round() / 10.0);
+            let streaming = s.state == crate::status::CameraState::Streaming;
+            let degraded = streaming && s.demand_fps > 0.0 && rate < 0.9 * s.demand_fps;
+            if degraded != cam.degraded {
+                cam.degraded = degraded;
+                if degraded {
+                    tracing::warn!(camera = %cam.id, classified_fps = format!("{rate:.1}"),
+                        demand_fps = format!("{:.1}", s.demand_fps),
+                        "pipeline at capacity: camera classified below its frame rate");
+                } else {
+                    tracing::info!(camera = %cam.id, classified_fps = format!("{rate:.1}"),
+                        "camera classified at its frame rate again");
+                }
+            }
         }
     }
 

@@ -60,6 +60,14 @@ pub struct StatusPayload<'a> {
     pub dropped: u64,
     pub decode_errors: u64,
     pub outbox_dropped: u64,
+    pub fps: FpsPayload,
+}
+
+/// A camera's demand and what it got, frames per second.
+#[derive(Debug, Serialize)]
+pub struct FpsPayload {
+    pub demand: f64,
+    pub classified: f64,
 }
 
 pub fn encode_status(s: &CameraStatus) -> Vec<u8> {
@@ -72,6 +80,10 @@ pub fn encode_status(s: &CameraStatus) -> Vec<u8> {
         dropped: s.dropped,
         decode_errors: s.decode_errors,
         outbox_dropped: s.outbox_dropped,
+        fps: FpsPayload {
+            demand: s.demand_fps,
+            classified: s.classified_fps,
+        },
     };
     // Serializing plain strings and integers cannot fail.
     serde_json::to_vec(&payload).unwrap_or_default()
@@ -154,6 +166,8 @@ pub fn encode_stats(
                 "decode_errors": s.decode_errors,
                 "reconnects": s.reconnects,
                 "outbox_dropped": s.outbox_dropped,
+                "demand_fps": s.demand_fps,
+                "classified_fps": s.classified_fps,
             }),
         );
     }
