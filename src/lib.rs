@@ -28,6 +28,7 @@ pub mod capture;
 pub mod config;
 pub mod inference;
 pub mod labels;
+pub mod memory;
 pub mod messages;
 pub mod metrics;
 pub mod pipeline;

@@ -109,6 +109,8 @@ pub fn load_model(cfg: &ModelConfig, runtime: &Runtime) -> Result<LoadedModel, R
         crop = spec.crop,
         "model loaded and warmed up"
     );
+    // The model's parse is freed by now; hand its pages back.
+    crate::memory::release_free_heap();
     Ok(LoadedModel {
         worker,
         spec,

@@ -1,0 +1,608 @@
+#!/usr/bin/env python3
+"""streamclassd's benchmark: every figure side by side with its baseline, in one run.
+
+Run it through ``scripts/bench`` (which builds everything and points at the project's
+ONNX Runtime)::
+
+    scripts/bench [--model resnet50] [--threads 2] [--repeats 3] [--quick]
+                  [--sections bare,e2e,latency,baseline,threads,cameras,int8]
+                  [--json target/bench/bench.json]
+
+Sections (all on the same model, clip and thread settings):
+
+bare      ONNX Runtime alone: the daemon's own session settings, pre-made input tensors
+          (``examples/ort_throughput``), frames/s.
+e2e       streamclassd end to end on media/demo.mp4 (1280x720 H.264, every frame, as fast
+          as it goes) through a private mosquitto: classified frames/s and the ratio to
+          bare; mean time per frame in each stage (from the exit summary); peak and
+          steady RSS (sampled from /proc every 0.25 s).
+latency   capture→publish latency at 50% and 150% of the e2e capacity: the clip re-timed
+          to that frame rate and served, looped, by a real RTSP server (GStreamer); the
+          daemon's camera reads it live. Latency is measured where a user sees it: the
+          MQTT message's arrival at a subscriber minus its ``captured_at``. p50/p90/p99,
+          and p50 of the first and last third of the run (flat = no backlog).
+baseline  bench/baseline.py (OpenCV, onnxruntime, paho-mqtt, one frame after the other):
+          frames/s on the same clip, and its latency at 150% load (the same re-timed clip,
+          paced at its frame rate; latency from each frame's time on the camera's clock).
+threads   bare ONNX Runtime with 1 and 2 intra-op threads, alone and beside a decoder
+          (ffmpeg decoding the clip on one thread, as a camera would), and e2e with 1 and 2.
+cameras   1, 2, 4, 8, 16 live cameras (one RTSP server, 640x360 at 25 frames/s each) with
+          ResNet-18 and ResNet-50, cross-camera batching on (max_batch 4) and off (1):
+          total classified frames/s, each camera's share (fairness = largest deviation
+          from the mean share), wall time per classified frame.
+int8      EfficientNet-Lite0 (real ImageNet weights) FP32 vs its static INT8 quantization
+          (scripts/quantize_int8.py, calibrated on even frames of the real-photo clip):
+          bare frames/s on 1 and 2 threads, and top-1 agreement with FP32 on the odd
+          (held-out) frames.
+
+Every timed figure is repeated (``--repeats``) and reported as the median with the range
+(min–max) of the runs: this machine is shared and noisy. ``--quick`` shortens runs and
+keeps fewer camera counts, for a smoke test. The JSON holds every run's raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target/release/streamclassd"
+ORT_BENCH = ROOT / "target/release/examples/ort_throughput"
+PY = sys.executable
+SYS_PY = "/usr/bin/python3"  # GStreamer's Python bindings (the RTSP server) live here
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def med(xs: list[float]) -> dict:
+    xs = sorted(xs)
+    return {"median": statistics.median(xs), "min": xs[0], "max": xs[-1], "runs": xs}
+
+
+def fmt(m: dict, digits: int = 1) -> str:
+    if len(m["runs"]) == 1:
+        return f"{m['median']:.{digits}f}"
+    return f"{m['median']:.{digits}f} ({m['min']:.{digits}f}–{m['max']:.{digits}f})"
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+class Broker:
+    """A private mosquitto on a free loopback port."""
+
+    def __init__(self, work: pathlib.Path):
+        self.port = free_port()
+        conf = work / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        "max_queued_messages 1000000\nmax_inflight_messages 0\n")
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("bench: mosquitto did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Rtsp:
+    """tests/support/rtsp_server.py serving a clip, looped, at its own frame rate."""
+
+    def __init__(self, clip: pathlib.Path):
+        self.proc = subprocess.Popen(
+            [SYS_PY, str(ROOT / "tests/support/rtsp_server.py"), "--file", str(clip),
+             "--port", "0", "--loop"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("LISTENING "):
+            raise SystemExit(f"bench: RTSP server did not start: {line!r}")
+        self.url = f"rtsp://127.0.0.1:{int(line.split()[1])}/stream"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class Collector:
+    """An MQTT subscriber recording (arrival wall time, payload) of label messages."""
+
+    def __init__(self, port: int, topic: str):
+        import paho.mqtt.client as mqtt
+        self.msgs: list[tuple[float, dict]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"bench-sub-{os.getpid()}-{free_port()}")
+        ready = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p=None: (c.subscribe(topic, qos=1), ready.set())
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not ready.wait(10):
+            raise SystemExit("bench: subscriber could not connect")
+        time.sleep(0.2)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        now = time.time()
+        if msg.payload:
+            try:
+                payload = json.loads(msg.payload)
+            except ValueError:
+                return
+            with self.lock:
+                self.msgs.append((now, payload))
+
+    def stop(self) -> list[tuple[float, dict]]:
+        self.client.loop_stop()
+        self.client.disconnect()
+        with self.lock:
+            return list(self.msgs)
+
+
+def captured_at(p: dict) -> float:
+    return dt.datetime.fromisoformat(p["captured_at"].replace("Z", "+00:00")).timestamp()
+
+
+class RssSampler:
+    """Samples a process's VmRSS and VmHWM (kB) every 0.25 s."""
+
+    def __init__(self, pid: int):
+        self.pid, self.samples, self.hwm = pid, [], 0
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self.stop_flag.is_set():
+            try:
+                text = pathlib.Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            rss = re.search(r"VmRSS:\s+(\d+)", text)
+            hwm = re.search(r"VmHWM:\s+(\d+)", text)
+            if not rss or not hwm:
+                return  # exiting: its memory is already gone
+            self.hwm = max(self.hwm, int(hwm.group(1)))
+            self.samples.append((time.monotonic() - start, int(rss.group(1))))
+            self.stop_flag.wait(0.25)
+
+    def result(self) -> dict:
+        self.stop_flag.set()
+        self.thread.join()
+        if not self.samples:
+            return {}
+        tail = [r for _, r in self.samples[len(self.samples) // 2:]]
+        return {"peak_mb": self.hwm / 1024, "steady_mb": statistics.median(tail) / 1024,
+                "samples": len(self.samples)}
+
+
+def daemon_config(port: int, model: pathlib.Path, threads: int, preset: str,
+                  cameras: list[tuple[str, str, dict]], max_batch: int | None = None) -> str:
+    text = (f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "bench"\nqos = 1\n'
+            f'outbox_max = 1000000\n\n[model]\npath = "{model}"\nthreads = {threads}\n')
+    if max_batch is not None:
+        text += f"max_batch = {max_batch}\n"
+    text += f'\n[model.preprocess]\npreset = "{preset}"\n'
+    for cid, source, extra in cameras:
+        text += f'\n[[camera]]\nid = "{cid}"\nsource = "{source}"\n'
+        for k, v in extra.items():
+            text += f"{k} = {json.dumps(v)}\n"
+    return text
+
+
+def run_daemon(work: pathlib.Path, config: str, duration: float | None = None) -> dict:
+    """Runs the daemon on `config` until it ends (files) or for `duration` seconds, then
+    SIGTERM. Returns its exit summary (frames/s, per-camera lines) and RSS."""
+    cfg = work / "daemon.toml"
+    cfg.write_text(config)
+    errlog = work / "daemon.log"
+    with open(errlog, "w") as err:
+        proc = subprocess.Popen([str(BIN), "run", "-c", str(cfg)], stdout=subprocess.DEVNULL,
+                                stderr=err, env={**os.environ, "STREAMCLASSD_LOG": "info"})
+        rss = RssSampler(proc.pid)
+        try:
+            proc.wait(timeout=duration)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        mem = rss.result()
+    text = errlog.read_text()
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: streamclassd exited {proc.returncode}:\n{text[-3000:]}")
+    out = {"rss": mem, "cameras": {}}
+    m = re.search(r'pipeline stopped .*elapsed_s="([0-9.]+)" frames_per_s="([0-9.]+)"', text)
+    if m:
+        out["elapsed_s"], out["frames_per_s"] = float(m.group(1)), float(m.group(2))
+    for line in text.splitlines():
+        if "camera summary" not in line:
+            continue
+        fields = dict(re.findall(r'(\w+)="?([0-9.]+|[\w-]+)"?', line.split("camera summary", 1)[1]))
+        out["cameras"][fields.pop("camera")] = {k: float(v) for k, v in fields.items()
+                                                if re.fullmatch(r"[0-9.]+", v)}
+    return out
+
+
+def retime(src: pathlib.Path, fps: float, dst: pathlib.Path) -> None:
+    """Re-encodes `src` (every frame kept) to play at `fps` frames/s."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-vf",
+                    f"setpts=N/({fps:.4f}*TB)", "-r", f"{fps:.4f}", "-c:v", "libx264",
+                    "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-g", "25",
+                    str(dst)], check=True)
+
+
+def bare(model: pathlib.Path, threads: int, frames: int, repeats: int) -> dict:
+    out = subprocess.run([str(ORT_BENCH), str(model), str(threads), str(frames), str(repeats)],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "STREAMCLASSD_LOG": "warn"}).stdout
+    runs = [float(x) for x in re.findall(r'"([0-9.]+)"', out.split("runs", 1)[1])]
+    return med(runs)
+
+
+# ---- sections ---------------------------------------------------------------------------
+
+def section_bare(a, ctx) -> dict:
+    log(f"bare ONNX Runtime: {a.model.name}, {a.threads} thread(s)")
+    return {"frames_per_s": bare(a.model, a.threads, a.bare_frames, a.repeats)}
+
+
+def section_e2e(a, ctx) -> dict:
+    runs, rss, stages = [], [], []
+    for i in range(a.repeats):
+        log(f"end to end on {a.clip.name} ({i + 1}/{a.repeats})")
+        cfg = daemon_config(ctx["broker"].port, a.model, a.threads, a.preset,
+                            [("c", str(a.clip), {"fps": 0})])
+        r = run_daemon(ctx["work"], cfg)
+        runs.append(r["frames_per_s"])
+        rss.append(r["rss"])
+        stages.append(r["cameras"]["c"])
+    stage_ms = {k: statistics.median(s[f"{k}_ms"] for s in stages)
+                for k in ("decode", "preprocess", "inference", "publish")}
+    out = {"frames_per_s": med(runs), "stage_ms_per_frame": stage_ms,
+           "rss_peak_mb": med([r["peak_mb"] for r in rss]),
+           "rss_steady_mb": med([r["steady_mb"] for r in rss]),
+           "model_mb": a.model.stat().st_size / 1e6}
+    if "bare" in ctx["results"]:
+        b = ctx["results"]["bare"]["frames_per_s"]["median"]
+        out["ratio_to_bare"] = out["frames_per_s"]["median"] / b
+    return out
+
+
+def latency_from(msgs: list[tuple[float, dict]], skip_s: float) -> dict:
+    if not msgs:
+        return {}
+    t0 = msgs[0][0]
+    lat = [(arr - captured_at(p)) * 1e3 for arr, p in msgs if arr - t0 >= skip_s]
+    inf = [p["latency_ms"]["inference"] for arr, p in msgs if arr - t0 >= skip_s]
+    third = max(1, len(lat) // 3)
+    return {"messages": len(lat), "p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
+            "first_third_p50": statistics.median(lat[:third]),
+            "last_third_p50": statistics.median(lat[-third:]),
+            "inference_ms_p50": statistics.median(inf)}
+
+
+def section_latency(a, ctx) -> dict:
+    cap = ctx["results"].get("e2e", {}).get("frames_per_s", {}).get("median")
+    if not cap:
+        raise SystemExit("bench: the latency section needs e2e (capacity) first")
+    out = {"capacity_fps": cap}
+    for load in (0.5, 1.5):
+        rate = cap * load
+        clip = ctx["work"] / f"paced-{int(load * 100)}.mp4"
+        retime(a.clip, rate, clip)
+        ctx.setdefault("paced", {})[load] = (clip, rate)
+        runs = []
+        for i in range(a.repeats):
+            log(f"latency at {int(load * 100)}% load ({rate:.1f} frames/s), {a.latency_s:.0f} s "
+                f"({i + 1}/{a.repeats})")
+            server = Rtsp(clip)
+            sub = Collector(ctx["broker"].port, "bench/c/labels")
+            try:
+                cfg = daemon_config(ctx["broker"].port, a.model, a.threads, a.preset,
+                                    [("c", server.url, {"fps": 0})])
+                r = run_daemon(ctx["work"], cfg, duration=a.latency_s)
+            finally:
+                time.sleep(0.5)
+                msgs = sub.stop()
+                server.stop()
+            res = latency_from(msgs, skip_s=2.0)
+            res["rss"] = r["rss"]
+            res["dropped"] = r["cameras"]["c"]["dropped"]
+            res["frames"] = r["cameras"]["c"]["frames"]
+            runs.append(res)
+        key = f"load_{int(load * 100)}"
+        out[key] = {"source_fps": rate, "runs": runs}
+        for k in ("p50", "p90", "p99", "first_third_p50", "last_third_p50", "inference_ms_p50"):
+            out[key][k] = med([r[k] for r in runs])
+        inf = out[key]["inference_ms_p50"]["median"]
+        out[key]["p99_bound_ms"] = 2 * inf + 1e3 / rate
+    return out
+
+
+def section_baseline(a, ctx) -> dict:
+    runs = []
+    for i in range(a.repeats):
+        log(f"Python baseline on {a.clip.name} ({i + 1}/{a.repeats})")
+        res = json.loads(subprocess.run(
+            [PY, str(ROOT / "bench/baseline.py"), "--model", str(a.model), "--video",
+             str(a.clip), "--preset", a.preset, "--threads", str(a.threads), "--port",
+             str(ctx["broker"].port)], capture_output=True, text=True, check=True).stdout)
+        runs.append(res)
+    out = {"frames_per_s": med([r["frames_per_s"] for r in runs]), "runs": runs}
+    if "e2e" in ctx["results"]:
+        out["streamclassd_ratio"] = (ctx["results"]["e2e"]["frames_per_s"]["median"]
+                                     / out["frames_per_s"]["median"])
+    paced = ctx.get("paced", {}).get(1.5)
+    if paced:
+        clip, rate = paced
+        log(f"Python baseline at 150% load ({rate:.1f} frames/s)")
+        res = json.loads(subprocess.run(
+            [PY, str(ROOT / "bench/baseline.py"), "--model", str(a.model), "--video", str(clip),
+             "--preset", a.preset, "--threads", str(a.threads), "--port",
+             str(ctx["broker"].port), "--realtime"], capture_output=True, text=True,
+            check=True).stdout)
+        out["load_150"] = res
+    return out
+
+
+def section_threads(a, ctx) -> dict:
+    out = {}
+    for threads in (1, 2):
+        out[f"bare_{threads}"] = bare(a.model, threads, a.bare_frames, a.repeats)
+        # Another process decoding the clip on one thread, as a camera's decoder would.
+        load = subprocess.Popen(["ffmpeg", "-v", "error", "-threads", "1", "-stream_loop", "-1",
+                                 "-i", str(a.clip), "-f", "null", "-"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            out[f"bare_{threads}_beside_decoder"] = bare(a.model, threads, a.bare_frames,
+                                                         a.repeats)
+        finally:
+            load.terminate()
+            load.wait()
+        runs = []
+        for i in range(a.repeats):
+            log(f"end to end with {threads} inference thread(s) ({i + 1}/{a.repeats})")
+            cfg = daemon_config(ctx["broker"].port, a.model, threads, a.preset,
+                                [("c", str(a.clip), {"fps": 0})])
+            runs.append(run_daemon(ctx["work"], cfg)["frames_per_s"])
+        out[f"e2e_{threads}"] = med(runs)
+    return out
+
+
+def section_cameras(a, ctx) -> dict:
+    clip = ROOT / "target/test-fixtures/clip.mp4"
+    out = {}
+    models = ["resnet50"] if a.quick else ["resnet18", "resnet50"]
+    counts = [1, 4, 16] if a.quick else [1, 2, 4, 8, 16]
+    for name in models:
+        model = ROOT / "models" / f"{name}.onnx"
+        for batch in (4, 1):
+            for n in counts:
+                log(f"{n} camera(s), {name}, max_batch {batch}, {a.cameras_s:.0f} s")
+                server = Rtsp(clip)
+                sub = Collector(ctx["broker"].port, "bench/+/labels")
+                try:
+                    cams = [(f"cam{i:02d}", server.url, {"fps": 0}) for i in range(n)]
+                    cfg = daemon_config(ctx["broker"].port, model, a.threads, "torchvision",
+                                        cams, max_batch=batch)
+                    run_daemon(ctx["work"], cfg, duration=a.cameras_s)
+                finally:
+                    time.sleep(0.5)
+                    msgs = sub.stop()
+                    server.stop()
+                # Steady state: from 5 s after the first message to 1 s before the last.
+                start = msgs[0][0] + 5.0 if msgs else 0
+                end = msgs[-1][0] - 1.0 if msgs else 0
+                per = {c: 0 for c, _, _ in cams}
+                for arr, p in msgs:
+                    if start <= arr <= end:
+                        per[p["camera"]] += 1
+                span = max(end - start, 1e-3)
+                rates = [v / span for v in per.values()]
+                total = sum(rates)
+                mean = total / n
+                fairness = max(abs(r - mean) / mean for r in rates) if mean > 0 else float("nan")
+                out[f"{name}/batch{batch}/{n}"] = {
+                    "cameras": n, "model": name, "max_batch": batch, "demand_fps": 25.0 * n,
+                    "classified_fps": total, "per_camera_fps": rates,
+                    "fairness_max_dev": fairness, "ms_per_frame": 1e3 / total if total else None}
+    return out
+
+
+def section_int8(a, ctx) -> dict:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import numpy as np
+    import onnxruntime as ort
+    import quantize_int8 as q
+    fp32 = ROOT / "models/efficientnet-lite0.onnx"
+    int8 = ctx["work"] / "efficientnet-lite0-int8.onnx"
+    photos = ROOT / "target/test-fixtures/photos.mp4"
+    log("INT8: quantizing EfficientNet-Lite0 (calibration: even frames of photos.mp4)")
+    subprocess.run([PY, str(ROOT / "scripts/quantize_int8.py"), str(fp32), str(int8), "--video",
+                    str(photos), "--preset", "tf-efficientnet-lite"], check=True,
+                   stdout=subprocess.DEVNULL)
+    name, nhwc = q.model_input(str(fp32))
+    held_out, _, _ = q.calibration_tensors(str(photos), "tf-efficientnet-lite", "pil", 10_000,
+                                           2, 1, nhwc)
+    tops = {}
+    for label, path in (("fp32", fp32), ("int8", int8)):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        tops[label] = [int(np.argmax(sess.run(None, {name: x})[0])) for x in held_out]
+    same = sum(x == y for x, y in zip(tops["fp32"], tops["int8"]))
+    out = {"held_out_frames": len(held_out), "top1_same": same,
+           "top1_agreement": same / len(held_out),
+           "size_mb": {"fp32": fp32.stat().st_size / 1e6, "int8": int8.stat().st_size / 1e6}}
+    for threads in (1, 2):
+        f = bare(fp32, threads, a.bare_frames * 3, a.repeats)
+        i = bare(int8, threads, a.bare_frames * 3, a.repeats)
+        out[f"threads_{threads}"] = {"fp32": f, "int8": i, "speedup": i["median"] / f["median"]}
+    return out
+
+
+SECTIONS = {"bare": section_bare, "e2e": section_e2e, "latency": section_latency,
+            "baseline": section_baseline, "threads": section_threads,
+            "cameras": section_cameras, "int8": section_int8}
+
+
+# ---- report -----------------------------------------------------------------------------
+
+def report(r: dict) -> str:
+    lines = [f"## streamclassd benchmark — {r['date']}, {r['cpu']} ({r['cores']} cores), "
+             f"ONNX Runtime {r['onnxruntime']}",
+             f"model {r['model']}, {r['threads']} inference thread(s), clip {r['clip']}, "
+             f"{r['repeats']} run(s) each: median (min–max)", ""]
+    s = r["results"]
+    rows = []
+    if "bare" in s:
+        rows.append(("bare ONNX Runtime, frames/s", fmt(s["bare"]["frames_per_s"])))
+    if "e2e" in s:
+        e = s["e2e"]
+        rows.append(("streamclassd end to end, frames/s", fmt(e["frames_per_s"])))
+        if "ratio_to_bare" in e:
+            rows.append(("  ratio to bare ONNX Runtime (target ≥ 0.95)", f"{e['ratio_to_bare']:.2f}"))
+        st = e["stage_ms_per_frame"]
+        rows.append(("  ms per frame: decode / preprocess / inference / publish",
+                     f"{st['decode']:.2f} / {st['preprocess']:.2f} / {st['inference']:.2f} / "
+                     f"{st['publish']:.3f}"))
+        rows.append(("  RSS peak / steady, MB (model file MB)",
+                     f"{fmt(e['rss_peak_mb'], 0)} / {fmt(e['rss_steady_mb'], 0)} "
+                     f"({e['model_mb']:.0f})"))
+    if "baseline" in s:
+        b = s["baseline"]
+        rows.append(("Python baseline, frames/s", fmt(b["frames_per_s"])))
+        if "streamclassd_ratio" in b:
+            rows.append(("  streamclassd / baseline", f"{b['streamclassd_ratio']:.2f}"))
+    if "latency" in s:
+        lt = s["latency"]
+        for key, name in (("load_50", "50%"), ("load_150", "150%")):
+            x = lt[key]
+            rows.append((f"capture→publish at {name} load ({x['source_fps']:.1f} frames/s), ms "
+                         "p50 / p90 / p99",
+                         f"{x['p50']['median']:.0f} / {x['p90']['median']:.0f} / "
+                         f"{fmt(x['p99'], 0)}"))
+            rows.append(("  first third → last third p50, ms",
+                         f"{x['first_third_p50']['median']:.0f} → "
+                         f"{x['last_third_p50']['median']:.0f}"))
+        x = lt["load_150"]
+        rows.append(("  p99 bound at 150%: 2 × inference + 1 frame interval, ms",
+                     f"{x['p99_bound_ms']:.0f}"))
+        if "baseline" in s and "load_150" in s["baseline"]:
+            bl = s["baseline"]["load_150"]["latency_ms"]
+            rows.append(("Python baseline at 150% load, ms p50 / p90 / p99",
+                         f"{bl['p50']:.0f} / {bl['p90']:.0f} / {bl['p99']:.0f}"))
+            rows.append(("  first third → last third p50, ms",
+                         f"{bl['first_third_p50']:.0f} → {bl['last_third_p50']:.0f}"))
+    if "threads" in s:
+        t = s["threads"]
+        for n in (1, 2):
+            rows.append((f"{n} inference thread(s): bare / bare beside a decoder / e2e, frames/s",
+                         f"{fmt(t[f'bare_{n}'])} / {fmt(t[f'bare_{n}_beside_decoder'])} / "
+                         f"{fmt(t[f'e2e_{n}'])}"))
+    if "int8" in s:
+        q = s["int8"]
+        for n in (1, 2):
+            x = q[f"threads_{n}"]
+            rows.append((f"EfficientNet-Lite0 FP32 → INT8, {n} thread(s), frames/s",
+                         f"{fmt(x['fp32'])} → {fmt(x['int8'])} ({x['speedup']:.2f}×)"))
+        rows.append(("  INT8 top-1 = FP32 on held-out real frames",
+                     f"{q['top1_same']}/{q['held_out_frames']} ({q['top1_agreement']:.1%})"))
+    lines.append("| measure | value |")
+    lines.append("|---|---|")
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    if "cameras" in s:
+        lines += ["", "| model | max_batch | cameras | demand frames/s | classified frames/s | "
+                  "per camera (min–max) | fairness (max dev.) | ms per frame |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for v in s["cameras"].values():
+            pc = v["per_camera_fps"]
+            lines.append(f"| {v['model']} | {v['max_batch']} | {v['cameras']} | "
+                         f"{v['demand_fps']:.0f} | {v['classified_fps']:.1f} | "
+                         f"{min(pc):.1f}–{max(pc):.1f} | ±{v['fairness_max_dev']:.1%} | "
+                         f"{v['ms_per_frame']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet50", help="a model under models/ (without .onnx)")
+    ap.add_argument("--preset", default="torchvision")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--clip", default=str(ROOT / "media/demo.mp4"))
+    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    a.model = ROOT / "models" / f"{a.model}.onnx"
+    a.clip = pathlib.Path(a.clip)
+    a.bare_frames = 20 if a.quick else 60
+    a.latency_s = 15.0 if a.quick else 40.0
+    a.cameras_s = 12.0 if a.quick else 25.0
+    sections = [x for x in a.sections.split(",") if x]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown sections {sorted(unknown)}")
+    import onnxruntime
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.processor())
+    result = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "cpu": cpu, "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
+              "model": a.model.name, "threads": a.threads, "clip": a.clip.name,
+              "repeats": a.repeats, "quick": a.quick, "results": {}}
+    with tempfile.TemporaryDirectory(prefix="streamclassd-bench-") as tmp:
+        work = pathlib.Path(tmp)
+        broker = Broker(work)
+        ctx = {"work": work, "broker": broker, "results": result["results"]}
+        try:
+            for name in SECTIONS:  # fixed order: later sections use earlier figures
+                if name in sections:
+                    started = time.monotonic()
+                    result["results"][name] = SECTIONS[name](a, ctx)
+                    log(f"{name} done in {time.monotonic() - started:.0f} s")
+        finally:
+            broker.stop()
+    out = pathlib.Path(a.json or ROOT / "target/bench" /
+                       f"bench-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(report(result))
+    print(f"\n(JSON: {out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
