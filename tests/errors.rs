@@ -102,6 +102,47 @@ fn missing_onnxruntime_library_exits_69() {
 }
 
 #[test]
+fn an_unavailable_gpu_provider_is_a_clear_error_or_an_explicit_fallback() {
+    // This machine's ONNX Runtime (the PyPI CPU build) has neither CUDA nor TensorRT.
+    for provider in ["cuda", "tensorrt"] {
+        let extra = format!("execution_provider = \"{provider}\"\n");
+        let text = config(free_port(), "x", &[("c", &clip(), 0.0)], &extra);
+        let mut d = Daemon::start(&text);
+        let status = d.wait();
+        let log = d.stderr();
+        assert_eq!(status.code(), Some(EX_UNAVAILABLE), "{log}");
+        assert!(
+            log.contains(&format!("model.execution_provider = \"{provider}\"")),
+            "{log}"
+        );
+        assert!(log.contains("is not in this ONNX Runtime build"), "{log}");
+        assert!(log.contains("fallback_to_cpu"), "{log}");
+    }
+    // With the fallback allowed, it says so and classifies on the CPU.
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "fb/#");
+    let extra = "execution_provider = \"cuda\"\nfallback_to_cpu = true\n";
+    let text = config(broker.port, "fb", &[("c", &clip(), 0.0)], extra)
+        .replace("threads = 2\n", "threads = \"auto\"\n");
+    let mut d = Daemon::start(&text);
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("running on the CPU"), "{log}");
+    assert_eq!(sub.on("fb/c/labels").len(), 50, "{log}");
+    // Settings that only make sense for another provider are configuration errors.
+    let extra = "fp16 = true\nengine_cache_dir = \"trt\"\n";
+    let text = config(free_port(), "x", &[("c", &clip(), 0.0)], extra)
+        .replace("threads = 2\n", "threads = \"many\"\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out) = run_cli(&["check-config", &write(&dir, "c.toml", &text)], &[]);
+    assert_eq!(code, EX_USAGE, "{out}");
+    for field in ["model.fp16", "model.engine_cache_dir", "model.threads"] {
+        assert!(out.contains(field), "{field}: {out}");
+    }
+}
+
+#[test]
 fn labels_that_do_not_match_the_model_exit_65() {
     let dir = tempfile::tempdir().expect("tempdir");
     let labels = write(&dir, "labels.txt", "cat\ndog\nbird\n");

@@ -87,9 +87,61 @@ pub struct ModelConfig {
     pub name: String,
     pub labels: LabelsSource,
     pub top_k: usize,
-    pub threads: usize,
+    pub threads: Threads,
+    pub provider: ProviderConfig,
     pub max_batch: usize,
     pub preprocess: PreprocessConfig,
+}
+
+/// ONNX Runtime's intra-op thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    Count(usize),
+    /// Chosen from the CPUs this process may use (see [`Threads::resolve`]).
+    Auto,
+}
+
+impl Threads {
+    /// The thread count. `auto`: every CPU up to two; beyond two, one CPU is left to the
+    /// cameras' decode and preprocess threads (measured on 2 CPUs with ResNet-50: 2
+    /// threads 14.0 frames/s end to end vs 9.2 with 1, but beside a decoder that keeps a
+    /// CPU busy 2 threads fall to 7.5 frames/s, below 1 thread's 8.4), at most 16.
+    pub fn resolve(self) -> usize {
+        match self {
+            Threads::Count(n) => n,
+            Threads::Auto => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cpus <= 2 {
+                    cpus
+                } else {
+                    (cpus - 1).min(16)
+                }
+            }
+        }
+    }
+}
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    Cuda,
+    TensorRt,
+}
+
+/// The execution provider and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub kind: ExecutionProvider,
+    pub device_id: i32,
+    /// TensorRT FP16 engines.
+    pub fp16: bool,
+    /// TensorRT engine cache.
+    pub engine_cache_dir: Option<PathBuf>,
+    /// Run on the CPU (with a warning) when the provider cannot be used.
+    pub fallback_to_cpu: bool,
 }
 
 /// Where class names come from.
@@ -522,7 +574,33 @@ impl Validator {
             file => LabelsSource::File(base.join(file)),
         };
         let top_k = self.range("model.top_k", m.top_k, 1, 1000);
-        let threads = self.range("model.threads", m.threads, 1, 256);
+        let threads = match m.threads {
+            raw::RawThreads::Count(n) => self
+                .range("model.threads", n, 1, 256)
+                .map(|n| Threads::Count(n as usize)),
+            raw::RawThreads::Word(w) if w == "auto" => Some(Threads::Auto),
+            raw::RawThreads::Word(w) => {
+                self.problem(
+                    "model.threads",
+                    format!("{w:?}: expected a number of threads or \"auto\""),
+                );
+                None
+            }
+        };
+        let device_id = self.range("model.device_id", m.device_id, 0, 255);
+        let tensorrt = m.execution_provider == ExecutionProvider::TensorRt;
+        if m.fp16 && !tensorrt {
+            self.problem(
+                "model.fp16",
+                "only with execution_provider = \"tensorrt\" (for CUDA or the CPU, use a float16 model)",
+            );
+        }
+        if m.engine_cache_dir.is_some() && !tensorrt {
+            self.problem(
+                "model.engine_cache_dir",
+                "only with execution_provider = \"tensorrt\"",
+            );
+        }
         let max_batch = self.range("model.max_batch", m.max_batch, 1, 256);
         let preprocess = self.preprocess(m.preprocess);
         Some(ModelConfig {
@@ -530,7 +608,14 @@ impl Validator {
             name,
             labels,
             top_k: top_k? as usize,
-            threads: threads? as usize,
+            threads: threads?,
+            provider: ProviderConfig {
+                kind: m.execution_provider,
+                device_id: device_id? as i32,
+                fp16: m.fp16,
+                engine_cache_dir: m.engine_cache_dir.map(|d| base.join(d)),
+                fallback_to_cpu: m.fallback_to_cpu,
+            },
             max_batch: max_batch? as usize,
             preprocess: preprocess?,
         })

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use super::ExecutionProvider;
 use crate::preprocess::{Interpolation, Preset, ResizeMode};
 
 /// `[mqtt]`: where classifications go.
@@ -118,9 +119,24 @@ pub struct RawModel {
     /// How many labels each message carries.
     #[serde(default = "default_top_k")]
     pub top_k: i64,
-    /// ONNX Runtime intra-op threads.
+    /// ONNX Runtime intra-op threads: a number, or `"auto"` (see `Threads::resolve`).
     #[serde(default = "default_threads")]
-    pub threads: i64,
+    pub threads: RawThreads,
+    /// Where the model runs: `cpu` (default), `cuda` or `tensorrt`.
+    #[serde(default)]
+    pub execution_provider: ExecutionProvider,
+    /// GPU to use (CUDA device ordinal).
+    #[serde(default)]
+    pub device_id: i64,
+    /// TensorRT: build FP16 engines.
+    #[serde(default)]
+    pub fp16: bool,
+    /// TensorRT: directory where built engines are kept and reused across starts.
+    pub engine_cache_dir: Option<String>,
+    /// When the execution provider cannot be used: `false` (default) refuses to start,
+    /// `true` logs a warning and runs on the CPU.
+    #[serde(default)]
+    pub fallback_to_cpu: bool,
     /// Largest batch the inference worker forms from frames that are waiting.
     #[serde(default = "default_max_batch")]
     pub max_batch: i64,
@@ -213,8 +229,16 @@ fn default_labels() -> String {
 fn default_top_k() -> i64 {
     5
 }
-fn default_threads() -> i64 {
-    2
+fn default_threads() -> RawThreads {
+    RawThreads::Count(2)
+}
+
+/// `threads = 2` or `threads = "auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawThreads {
+    Count(i64),
+    Word(String),
 }
 fn default_max_batch() -> i64 {
     4

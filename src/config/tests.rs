@@ -43,8 +43,10 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.model.labels, LabelsSource::ImageNet);
     assert_eq!(
         (c.model.top_k, c.model.threads, c.model.max_batch),
-        (5, 2, 4)
+        (5, Threads::Count(2), 4)
     );
+    assert_eq!(c.model.provider.kind, ExecutionProvider::Cpu);
+    assert!(!c.model.provider.fallback_to_cpu);
     let p = &c.model.preprocess;
     assert_eq!((p.resize_shorter, p.crop), (None, None));
     assert_eq!(p.mean, IMAGENET_MEAN);
@@ -215,4 +217,52 @@ fn log_level_comes_from_the_log_section() {
     assert_eq!(parse(MINIMAL).expect("valid").log_level, "info");
     let got = problems(&format!("{MINIMAL}\n[log]\nlevel = \"info,x=notalevel\"\n"));
     has(&got, "log.level:");
+}
+
+#[test]
+fn threads_auto_and_gpu_providers_are_checked() {
+    let base = "[mqtt]\nhost = \"h\"\n[[camera]]\nid = \"c\"\nsource = \"rtsp://h/c\"\n";
+    let c = Config::parse(
+        &format!(
+            "{base}[model]\npath = \"m.onnx\"\nthreads = \"auto\"\nexecution_provider = \
+             \"tensorrt\"\ndevice_id = 1\nfp16 = true\nengine_cache_dir = \"trt\"\n"
+        ),
+        Path::new("/etc/streamclassd"),
+    )
+    .expect("valid");
+    assert_eq!(c.model.threads, Threads::Auto);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auto = Threads::Auto.resolve();
+    assert!(
+        auto >= 1 && auto <= cpus.max(1) && auto <= 16,
+        "{auto} of {cpus}"
+    );
+    assert_eq!(c.model.provider.kind, ExecutionProvider::TensorRt);
+    assert_eq!(c.model.provider.device_id, 1);
+    assert_eq!(
+        c.model.provider.engine_cache_dir.as_deref(),
+        Some(Path::new("/etc/streamclassd/trt"))
+    );
+    let err = Config::parse(
+        &format!(
+            "{base}[model]\npath = \"m.onnx\"\nthreads = \"lots\"\nexecution_provider = \
+             \"cuda\"\nfp16 = true\ndevice_id = -1\n"
+        ),
+        Path::new("/"),
+    )
+    .expect_err("invalid");
+    let ParseError::Invalid(problems) = err else {
+        panic!("{err:?}")
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["model.threads", "model.device_id", "model.fp16"]);
+    let err = Config::parse(
+        &format!("{base}[model]\npath = \"m.onnx\"\nexecution_provider = \"opencl\"\n"),
+        Path::new("/"),
+    )
+    .expect_err("unknown provider");
+    assert!(
+        format!("{err:?}").contains("model.execution_provider"),
+        "{err:?}"
+    );
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
-use crate::config::{ModelConfig, PreprocessConfig};
+use crate::config::{ExecutionProvider, ModelConfig, PreprocessConfig, ProviderConfig};
 use crate::preprocess::{Geometry, Layout, PreprocessSpec, ResizeMode};
 
 /// Environment variable naming the ONNX Runtime shared library (as `ort` reads it).
@@ -27,6 +27,8 @@ pub enum ModelError {
     RuntimeMissing(String),
     #[error("cannot load the ONNX Runtime library {path}: {message}")]
     RuntimeLoad { path: PathBuf, message: String },
+    #[error("model.execution_provider = {provider:?}: {message} (set model.fallback_to_cpu = true to run on the CPU instead)")]
+    ProviderUnavailable { provider: String, message: String },
     #[error("model file {path}: {source}")]
     Unreadable {
         path: PathBuf,
@@ -132,6 +134,61 @@ pub struct ModelIo {
     pub classes: usize,
 }
 
+/// Registers the configured GPU execution provider (nothing for the CPU). The provider
+/// must be in the loaded ONNX Runtime build (the `onnxruntime-gpu` package's library) and
+/// its own libraries (CUDA, cuDNN, TensorRT) must load.
+fn with_provider(
+    builder: &mut ort::session::builder::SessionBuilder,
+    cfg: &ProviderConfig,
+    runtime: &Runtime,
+) -> Result<(), ModelError> {
+    use ort::ep::{ExecutionProvider as _, TensorRT, CUDA};
+    let unavailable = |message: String| ModelError::ProviderUnavailable {
+        provider: format!("{:?}", cfg.kind).to_lowercase(),
+        message,
+    };
+    let missing = |name: &str| {
+        unavailable(format!(
+            "{name} is not in this ONNX Runtime build ({}); point --ort-library at a GPU \
+             build of libonnxruntime (the onnxruntime-gpu package)",
+            runtime.library.display()
+        ))
+    };
+    let registered = match cfg.kind {
+        ExecutionProvider::Cpu => return Ok(()),
+        ExecutionProvider::Cuda => {
+            if !CUDA::is_available().unwrap_or(false) {
+                return Err(missing("the CUDA execution provider"));
+            }
+            CUDA::default()
+                .with_device_id(cfg.device_id)
+                .register(builder)
+        }
+        ExecutionProvider::TensorRt => {
+            if !TensorRT::is_available().unwrap_or(false) {
+                return Err(missing("the TensorRT execution provider"));
+            }
+            let mut trt = TensorRT::default()
+                .with_device_id(cfg.device_id)
+                .with_fp16(cfg.fp16);
+            if let Some(dir) = &cfg.engine_cache_dir {
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(dir.display())
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(dir.display());
+            }
+            // Nodes TensorRT cannot take run on CUDA, not on the CPU.
+            trt.register(builder).and_then(|()| {
+                CUDA::default()
+                    .with_device_id(cfg.device_id)
+                    .register(builder)
+            })
+        }
+    };
+    registered.map_err(|e| unavailable(e.to_string()))
+}
+
 /// Opens the session and checks the model's input and output.
 pub fn open_session(
     cfg: &ModelConfig,
@@ -145,9 +202,19 @@ pub fn open_session(
         path: cfg.path.clone(),
         message,
     };
-    let session = Session::builder(&runtime.env)?
-        .with_intra_threads(cfg.threads)?
-        .with_inter_threads(1)?
+    let threads = cfg.threads.resolve();
+    let mut builder = Session::builder(&runtime.env)?
+        .with_intra_threads(threads)?
+        .with_inter_threads(1)?;
+    match with_provider(&mut builder, &cfg.provider, runtime) {
+        Ok(()) => {}
+        Err(e) if cfg.provider.fallback_to_cpu => {
+            tracing::warn!(error = %e, "execution provider unavailable: running on the CPU");
+        }
+        Err(e) => return Err(e),
+    }
+    tracing::info!(provider = ?cfg.provider.kind, threads, "creating the inference session");
+    let session = builder
         .commit_from_file(&cfg.path)
         .map_err(|e| invalid(e.to_string()))?;
 

@@ -119,9 +119,11 @@ impl RunError {
             | RunError::TlsFile { .. } => exit::NOINPUT,
             RunError::Admin { .. } => exit::UNAVAILABLE,
             RunError::Spool { .. } => exit::CANTCREAT,
-            RunError::Model(ModelError::RuntimeMissing(_) | ModelError::RuntimeLoad { .. }) => {
-                exit::UNAVAILABLE
-            }
+            RunError::Model(
+                ModelError::RuntimeMissing(_)
+                | ModelError::RuntimeLoad { .. }
+                | ModelError::ProviderUnavailable { .. },
+            ) => exit::UNAVAILABLE,
             RunError::Model(ModelError::Unreadable { .. }) => exit::NOINPUT,
             RunError::Model(ModelError::CropMismatch { .. }) => exit::USAGE,
             RunError::Model(_) => exit::DATAERR,
