@@ -3,7 +3,7 @@
 
 Usage (after scripts/setup and scripts/fixtures)::
 
-    . scripts/env && .venv/bin/python scripts/soak.py --minutes 30 [--fps 10] [--chaos]
+    . scripts/env && .venv/bin/python scripts/soak.py --minutes 30 [--fps 10] [--chaos] [--model resnet50]
 
 It starts a private mosquitto and two GStreamer RTSP servers (looping the photo clip) on
 loopback, runs the daemon with two RTSP cameras and EfficientNet-Lite0, and every
@@ -110,11 +110,14 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     ap.add_argument("--fps", type=float, default=10.0, help="classified frames/s per camera")
     ap.add_argument("--chaos", action="store_true", help="restart an RTSP server and the broker periodically")
+    ap.add_argument("--model", default="efficientnet-lite0",
+                    help="a model under models/ (without .onnx); resnet* use the torchvision preset")
     args = ap.parse_args()
 
     fixtures = pathlib.Path(os.environ.get("STREAMCLASSD_FIXTURES", ROOT / "target/test-fixtures"))
     clip = fixtures / "photos.mp4"
-    model = ROOT / "models/efficientnet-lite0.onnx"
+    model = ROOT / "models" / f"{args.model}.onnx"
+    preset = "tf-efficientnet-lite" if args.model.startswith("efficientnet") else "torchvision"
     binary = ROOT / "target/release/streamclassd"
     for f in (clip, model, binary):
         if not f.exists():
@@ -138,7 +141,7 @@ def main() -> int:
         f'\n[[camera]]\nid = "cam{i}"\nsource = "rtsp://127.0.0.1:{s.port}/stream"\nfps = {args.fps}\n'
         f"stall_timeout_s = 3\nreconnect_max_s = 5\n" for i, s in enumerate(servers))
     cfg.write_text(f'[mqtt]\nport = {bport}\ntopic_prefix = "soak"\nspool_dir = "{work}/spool"\n'
-                   f'[model]\npath = "{model}"\nthreads = 2\n[model.preprocess]\npreset = "tf-efficientnet-lite"\n'
+                   f'[model]\npath = "{model}"\nthreads = 2\n[model.preprocess]\npreset = "{preset}"\n'
                    + cams)
     sub = Subscriber(bport, "soak")
     log = open(work / "daemon.log", "w")

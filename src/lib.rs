@@ -32,6 +32,7 @@ pub mod memory;
 pub mod messages;
 pub mod metrics;
 pub mod pipeline;
+pub mod pool;
 pub mod preprocess;
 pub mod publish;
 pub mod reload;

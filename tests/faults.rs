@@ -513,7 +513,12 @@ fn full_outbox_drops_the_oldest_counts_them_and_delivers_the_rest() {
     let cfg = config(broker.port, "box", &[("cam", &clip, 5.0)], "")
         .replace("qos = 1\n", "qos = 1\noutbox_max = 4\n");
     let mut d = Daemon::start_with(&cfg, &["--shutdown-grace", "60s"], &[]);
-    assert!(d.wait_for_log("file finished", PATIENCE), "{}", d.stderr());
+    // Every frame classified (inference drained and stopped) before the broker returns.
+    assert!(
+        d.wait_for_log("inference stopped", PATIENCE),
+        "{}",
+        d.stderr()
+    );
     assert!(d.wait_for_log("cannot reach MQTT broker", PATIENCE));
     broker.restart();
     let status = d.wait();

@@ -24,6 +24,7 @@ use opencv::videoio::{self, VideoCapture};
 
 use crate::config::CameraConfig;
 use crate::messages::Frame;
+use crate::pool::Pool;
 use crate::service::Beat;
 use crate::status::{CameraState, StatusBoard};
 
@@ -150,6 +151,8 @@ pub struct Capture {
     pub stop: Arc<AtomicBool>,
     pub status: Arc<StatusBoard>,
     pub beat: Beat,
+    /// Images preprocessing is done with, decoded into again.
+    pub images: Pool<Mat>,
 }
 
 fn millis(d: Duration) -> i32 {
@@ -296,7 +299,8 @@ impl Capture {
             last_frame = Instant::now();
             let mut lost: Option<(CameraState, String)> = None;
             while !self.cancelled() {
-                let mut image = Mat::default();
+                // A returned image of the same size is decoded into in place.
+                let mut image = self.images.take().unwrap_or_default();
                 let read_started = Instant::now();
                 self.beat.busy();
                 let ok = matches!(cap.read(&mut image), Ok(true)) && !image.empty();

@@ -18,12 +18,14 @@ use ort::value::TensorRef;
 use crate::config::ModelConfig;
 use crate::messages::{Classification, Latency, ModelInfo, Prepared, Scored};
 use crate::metrics::Metrics;
+use crate::pool::Pool;
 use crate::preprocess::PreprocessSpec;
 use crate::service::Beat;
 use crate::status::StatusBoard;
 pub use model::{load_runtime, BatchDim, Element, ModelError, ModelIo, Runtime};
 
 use half::f16;
+use smallvec::SmallVec;
 
 use crate::preprocess::Layout;
 
@@ -141,20 +143,27 @@ impl InferenceWorker {
         };
         let output = &outputs[self.io.output.as_str()];
         self.row_buf.clear();
-        let shape = match self.io.output_type {
+        // Only the leading dimension is needed (and the whole shape for an error): no copy
+        // of the shape per run.
+        let shape_ok = |shape: &[i64]| shape.first().is_some_and(|&d| d as usize == n);
+        let ok = match self.io.output_type {
             Element::F32 => {
                 let (shape, data) = output.try_extract_tensor::<f32>()?;
                 self.row_buf.extend_from_slice(data);
-                shape.to_vec()
+                shape_ok(shape)
             }
             Element::F16 => {
                 let (shape, data) = output.try_extract_tensor::<f16>()?;
                 self.row_buf.extend(data.iter().map(|v| v.to_f32()));
-                shape.to_vec()
+                shape_ok(shape)
             }
         };
         let total = self.row_buf.len();
-        if shape.is_empty() || shape[0] as usize != n || !total.is_multiple_of(n) || total == 0 {
+        if !ok || !total.is_multiple_of(n) || total == 0 {
+            let shape = match self.io.output_type {
+                Element::F32 => output.try_extract_tensor::<f32>()?.0.to_vec(),
+                Element::F16 => output.try_extract_tensor::<f16>()?.0.to_vec(),
+            };
             return Err(InferenceError::OutputShape {
                 name: self.io.output.clone(),
                 shape,
@@ -187,6 +196,15 @@ impl InferenceWorker {
         }
         Ok(out)
     }
+}
+
+/// The buffers the inference thread hands back and reuses.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    /// Input tensors, back to the preprocess threads.
+    pub tensors: Pool<Vec<f32>>,
+    /// Top-k lists, back from the publisher.
+    pub tops: Pool<Vec<Scored>>,
 }
 
 /// What the pipeline tells a running inference thread.
@@ -224,6 +242,7 @@ impl Serving {
         tx: Sender<Classification>,
         metrics: &Metrics,
         status: &StatusBoard,
+        pools: &Pools,
         beat: Beat,
     ) {
         let mut inputs: Vec<Receiver<Prepared>> = Vec::new();
@@ -262,7 +281,7 @@ impl Serving {
                             batch.push(p);
                         }
                     }
-                    if !self.infer(&mut batch, &tx, metrics, status, &mut stats) {
+                    if !self.infer(&mut batch, &tx, metrics, status, pools, &mut stats) {
                         stats.log();
                         return;
                     }
@@ -297,31 +316,42 @@ impl Serving {
         tx: &Sender<Classification>,
         metrics: &Metrics,
         status: &StatusBoard,
+        pools: &Pools,
         stats: &mut BatchStats,
     ) -> bool {
         let generation = self.spec_generation;
-        batch.retain(|p| {
-            let ok = p.generation == generation;
-            if !ok {
+        let mut i = 0;
+        while i < batch.len() {
+            if batch[i].generation == generation {
+                i += 1;
+            } else {
+                let p = batch.swap_remove(i);
                 status.count(p.meta.camera, |s| s.dropped += 1);
+                pools.tensors.give(p.tensor);
             }
-            ok
-        });
+        }
         if batch.is_empty() {
             return true;
         }
         let started = Instant::now();
-        let tensors: Vec<&[f32]> = batch.iter().map(|p| p.tensor.as_slice()).collect();
-        let result = self.worker.classify(&tensors);
+        // The batch never exceeds max_batch; up to 16 frames need no allocation here.
+        let tensors: SmallVec<[&[f32]; 16]> = batch.iter().map(|p| p.tensor.as_slice()).collect();
+        let result = self.worker.run_raw(&tensors);
+        drop(tensors);
         let inference_ms = started.elapsed().as_secs_f64() * 1e3;
         let size = batch.len();
         stats.record(size);
         metrics.inference_seconds.observe(inference_ms / 1e3);
         metrics.batch_size.observe(size as f64);
         match result {
-            Ok(tops) => {
+            Ok(classes) => {
                 let done = Instant::now();
-                for (p, top) in batch.drain(..).zip(tops) {
+                let rows = self.worker.row_buf.chunks_exact_mut(classes);
+                for (p, row) in batch.drain(..).zip(rows) {
+                    topk::to_probabilities(row);
+                    let mut top = pools.tops.take().unwrap_or_default();
+                    topk::top_k_into(row, self.worker.top_k, &mut top);
+                    pools.tensors.give(p.tensor);
                     let total = done.duration_since(p.meta.captured).as_secs_f64() * 1e3;
                     let waited = started.duration_since(p.meta.captured).as_secs_f64() * 1e3;
                     let c = Classification {
@@ -343,7 +373,9 @@ impl Serving {
             }
             Err(e) => {
                 tracing::error!(batch = size, error = %e, "inference failed; batch lost");
-                batch.clear();
+                for p in batch.drain(..) {
+                    pools.tensors.give(p.tensor);
+                }
             }
         }
         true

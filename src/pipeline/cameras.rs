@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, Sender};
 use crate::capture::{Capture, CaptureEnd, FrameSink};
 use crate::config::CameraConfig;
 use crate::inference::Control;
+use crate::pool::Pool;
 use crate::preprocess::{self, SpecCell};
 use crate::service::Liveness;
 use crate::status::StatusBoard;
@@ -32,6 +33,8 @@ pub(super) struct Cameras {
     pub(super) status: Arc<StatusBoard>,
     pub(super) liveness: Arc<Liveness>,
     pub(super) spec: Arc<SpecCell>,
+    /// Input tensors, shared with the inference thread.
+    pub(super) tensors: Pool<Vec<f32>>,
     /// Hands each camera's input to the inference thread; dropped once capture is over.
     pub(super) control: Option<Sender<Control>>,
     pub(super) running: Vec<CameraThreads>,
@@ -73,9 +76,15 @@ impl Cameras {
             .stage(format!("preprocess {id}"), Duration::from_secs(10));
         let spec = self.spec.clone();
         let span_id = id.clone();
+        // Images in flight: one being decoded, one waiting, one being preprocessed.
+        let images = Pool::new(3);
+        let pools = preprocess::Pools {
+            tensors: self.tensors.clone(),
+            images: images.clone(),
+        };
         let preprocess = spawn(format!("pre-{id}"), move || {
             let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
-            preprocess::run(spec, frame_rx, tx, pre_beat)
+            preprocess::run(spec, frame_rx, tx, pools, pre_beat)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         let capture = Capture {
@@ -86,6 +95,7 @@ impl Cameras {
             stop: stop.clone(),
             status: self.status.clone(),
             beat: capture_beat,
+            images,
         };
         let capture = spawn(format!("cap-{id}"), move || {
             let _span = tracing::info_span!("capture", camera = %capture.id).entered();

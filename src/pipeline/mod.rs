@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::inference::{self, ModelError, Serving};
 use crate::labels::LabelsError;
 use crate::metrics::Metrics;
+use crate::pool::Pool;
 use crate::preprocess::SpecCell;
 use crate::publish::spool::{Restored, Spool};
 use crate::publish::{PublishReport, Publisher};
@@ -240,7 +241,12 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         None => None,
     };
     let liveness = Liveness::new();
+    // Tensors: one waiting per camera plus a batch in flight. Top-k lists: the
+    // classification channel's worth.
+    let tensors = Pool::new(2 * cfg.cameras.len() + 2 * cfg.model.max_batch);
+    let tops = Pool::new(256);
     let publisher = Publisher {
+        tops: tops.clone(),
         mqtt: cfg.mqtt.clone(),
         password,
         tls,
@@ -274,6 +280,10 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     let inference_metrics = metrics.clone();
     let inference_status = status.clone();
     let beat = liveness.stage("inference", Duration::from_secs(60));
+    let pools = inference::Pools {
+        tensors: tensors.clone(),
+        tops,
+    };
     let inference = spawn("inference".into(), move || {
         let _span = tracing::info_span!("inference").entered();
         serving.run(
@@ -281,6 +291,7 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             class_tx,
             &inference_metrics,
             &inference_status,
+            &pools,
             beat,
         )
     })?;
@@ -290,6 +301,7 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         status: status.clone(),
         liveness: liveness.clone(),
         spec,
+        tensors,
         control: Some(control_tx),
         running: Vec::new(),
         stopping: Vec::new(),

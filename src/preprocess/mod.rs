@@ -28,6 +28,7 @@ use opencv::prelude::*;
 
 use crate::config::ChannelOrder;
 use crate::messages::{Frame, Prepared};
+use crate::pool::Pool;
 use crate::service::Beat;
 pub use preset::{Preset, ResizeMode};
 pub use resample::Interpolation;
@@ -335,11 +336,26 @@ impl SpecCell {
     }
 }
 
+/// The buffers a preprocess thread reuses.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    /// Input tensors inference is done with (shared by every camera).
+    pub tensors: Pool<Vec<f32>>,
+    /// This camera's decoded images, handed back to its capture thread.
+    pub images: Pool<Mat>,
+}
+
 /// The preprocess thread of one camera: frames in, tensors out, until the capture side
 /// hangs up. Sending blocks: the inference edge is where live cameras wait, while their
 /// capture edge keeps only the newest frame. Returns how many frames entered
 /// preprocessing.
-pub fn run(cell: Arc<SpecCell>, rx: Receiver<Frame>, tx: Sender<Prepared>, beat: Beat) -> u64 {
+pub fn run(
+    cell: Arc<SpecCell>,
+    rx: Receiver<Frame>,
+    tx: Sender<Prepared>,
+    pools: Pools,
+    beat: Beat,
+) -> u64 {
     let (mut generation, spec) = cell.get();
     let mut pre = Preprocessor::new(spec);
     let mut entered = 0;
@@ -352,9 +368,15 @@ pub fn run(cell: Arc<SpecCell>, rx: Receiver<Frame>, tx: Sender<Prepared>, beat:
         }
         entered += 1;
         let started = Instant::now();
-        let mut tensor = vec![0f32; pre.spec().tensor_len()];
-        if let Err(e) = pre.run_into(&frame.image, &mut tensor) {
+        // Every element is written below: a reused tensor needs no clearing.
+        let mut tensor = pools.tensors.take().unwrap_or_default();
+        tensor.resize(pre.spec().tensor_len(), 0.0);
+        let result = pre.run_into(&frame.image, &mut tensor);
+        let meta = frame.meta();
+        pools.images.give(frame.image);
+        if let Err(e) = result {
             tracing::warn!(camera = %frame.camera_id, frame = frame.index, error = %e, "frame skipped");
+            pools.tensors.give(tensor);
             beat.idle();
             continue;
         }
@@ -363,7 +385,7 @@ pub fn run(cell: Arc<SpecCell>, rx: Receiver<Frame>, tx: Sender<Prepared>, beat:
             prepared_at: Instant::now(),
             tensor,
             generation,
-            meta: frame.meta(),
+            meta,
         };
         // Waiting for inference to take the frame is idle time, not work.
         beat.idle();

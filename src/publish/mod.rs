@@ -33,6 +33,7 @@ use crate::capture::Backoff;
 use crate::config::MqttConfig;
 use crate::messages::Classification;
 use crate::metrics::Metrics;
+use crate::pool::Pool;
 use crate::service::Beat;
 use crate::status::StatusBoard;
 use client::{Client, Connect, Connection, NetEvent};
@@ -105,6 +106,8 @@ pub struct Publisher {
     /// Home Assistant discovery, when configured (its camera list is kept in step with
     /// the status board's active cameras).
     pub discovery: Option<homeassistant::Discovery>,
+    /// Top-k lists go back to the inference thread once encoded.
+    pub tops: Pool<Vec<crate::messages::Scored>>,
 }
 
 /// What the publisher keeps per camera index (see [`StatusBoard`]): kept when a camera is
@@ -253,12 +256,14 @@ impl Publisher {
                     }
                     shared.changed();
                     self.metrics.outbox_depth.set(shared.outbox().pending() as i64);
+                    let Classification { top, latency, batch, .. } = c;
+                    self.tops.give(top);
                     let us = |ms: f64| (ms * 1e3) as u64;
                     let publish_us = received.elapsed().as_micros() as u64;
                     self.status.count(cam, |s| {
                         s.classified += 1;
-                        s.stage_us.preprocess += us(c.latency.preprocess);
-                        s.stage_us.inference += us(c.latency.inference / c.batch.max(1) as f64);
+                        s.stage_us.preprocess += us(latency.preprocess);
+                        s.stage_us.inference += us(latency.inference / batch.max(1) as f64);
                         s.stage_us.publish += publish_us;
                     });
                     if c.model.name != model_name {
