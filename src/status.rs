@@ -247,6 +247,11 @@ impl StatusBoard {
         self.with_slot(camera, |s| f(&mut s.status));
     }
 
+    /// Reads one value of a camera's status (no copy of the rest).
+    pub fn read<T>(&self, camera: usize, f: impl FnOnce(&CameraStatus) -> T) -> Option<T> {
+        self.with_slot(camera, |s| f(&s.status))
+    }
+
     /// Latest status and its version.
     pub fn snapshot(&self, camera: usize) -> Option<(u64, CameraStatus)> {
         self.with_slot(camera, |s| (s.version, s.status.clone()))

@@ -244,7 +244,6 @@ impl Capture {
         let mut backoff = Backoff::new(Duration::from_millis(500), self.config.reconnect_max);
         let started = Instant::now();
         let mut index: u64 = 0;
-        let mut dropped: u64 = 0;
 
         let mut last_frame = Instant::now();
         while !self.cancelled() {
@@ -369,6 +368,9 @@ impl Capture {
                 if !gate.admit(t) {
                     continue;
                 }
+                // Frames dropped so far, here and by preprocessing (a prepared frame
+                // replaced by a newer one).
+                let dropped = self.status.read(self.camera, |s| s.dropped).unwrap_or(0);
                 let frame = Frame {
                     camera_id: self.id.clone(),
                     camera: self.camera,
@@ -380,8 +382,7 @@ impl Capture {
                 };
                 match sink.send(frame) {
                     Ok(true) => {
-                        dropped += 1;
-                        self.status.count(self.camera, |s| s.dropped = dropped);
+                        self.status.count(self.camera, |s| s.dropped += 1);
                     }
                     Ok(false) => {}
                     Err(()) => return CaptureEnd::Stopped { frames: index },

@@ -82,9 +82,10 @@ impl Cameras {
             tensors: self.tensors.clone(),
             images: images.clone(),
         };
+        let live_status = live.then(|| self.status.clone());
         let preprocess = spawn(format!("pre-{id}"), move || {
             let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
-            preprocess::run(spec, frame_rx, tx, pools, pre_beat)
+            preprocess::run(spec, frame_rx, tx, pools, live_status, pre_beat)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         let capture = Capture {

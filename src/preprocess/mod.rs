@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 use opencv::core::Mat;
 use opencv::prelude::*;
 
@@ -30,6 +30,7 @@ use crate::config::ChannelOrder;
 use crate::messages::{Frame, Prepared};
 use crate::pool::Pool;
 use crate::service::Beat;
+use crate::status::StatusBoard;
 pub use preset::{Preset, ResizeMode};
 pub use resample::Interpolation;
 use resample::{Resampler, View, Window};
@@ -346,20 +347,31 @@ pub struct Pools {
 }
 
 /// The preprocess thread of one camera: frames in, tensors out, until the capture side
-/// hangs up. Sending blocks: the inference edge is where live cameras wait, while their
-/// capture edge keeps only the newest frame. Returns how many frames entered
-/// preprocessing.
+/// hangs up. A file's frames are all handed on (sending blocks). A live camera's prepared
+/// frame waits for inference only until a newer frame arrives: then it is stale, is
+/// dropped (counted in the camera's `dropped`) and the newer one is prepared instead, so
+/// inference always gets the freshest frame and capture→publish latency stays near one
+/// frame interval plus one inference. Returns how many frames entered preprocessing.
 pub fn run(
     cell: Arc<SpecCell>,
     rx: Receiver<Frame>,
     tx: Sender<Prepared>,
     pools: Pools,
+    live: Option<Arc<StatusBoard>>,
     beat: Beat,
 ) -> u64 {
     let (mut generation, spec) = cell.get();
     let mut pre = Preprocessor::new(spec);
     let mut entered = 0;
-    for frame in rx {
+    let mut newer: Option<Frame> = None;
+    loop {
+        let frame = match newer.take() {
+            Some(f) => f,
+            None => match rx.recv() {
+                Ok(f) => f,
+                Err(_) => break,
+            },
+        };
         beat.busy();
         if cell.generation() != generation {
             let (g, spec) = cell.get();
@@ -389,8 +401,30 @@ pub fn run(
         };
         // Waiting for inference to take the frame is idle time, not work.
         beat.idle();
-        if tx.send(prepared).is_err() {
-            break;
+        let Some(status) = &live else {
+            if tx.send(prepared).is_err() {
+                break;
+            }
+            continue;
+        };
+        select! {
+            send(tx, prepared) -> sent => {
+                if sent.is_err() {
+                    break;
+                }
+            }
+            recv(rx) -> next => match next {
+                Ok(next) => {
+                    status.count(meta.camera, |s| s.dropped += 1);
+                    pools.tensors.give(prepared.tensor);
+                    newer = Some(next);
+                }
+                // The camera stopped: its last frame still goes to inference.
+                Err(_) => {
+                    let _ = tx.send(prepared);
+                    break;
+                }
+            },
         }
     }
     beat.idle();
