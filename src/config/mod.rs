@@ -104,8 +104,8 @@ pub enum Threads {
 impl Threads {
     /// The thread count. `auto`: every CPU up to two; beyond two, one CPU is left to the
     /// cameras' decode and preprocess threads (measured on 2 CPUs with ResNet-50: 2
-    /// threads 14.0 frames/s end to end vs 9.2 with 1, but beside a decoder that keeps a
-    /// CPU busy 2 threads fall to 7.5 frames/s, below 1 thread's 8.4), at most 16.
+    /// threads 14.5 frames/s end to end vs 9.6 with 1, but beside a decoder that keeps a
+    /// CPU busy 2 threads fall to 7.2 frames/s, below 1 thread's 9.3), at most 16.
     pub fn resolve(self) -> usize {
         match self {
             Threads::Count(n) => n,
