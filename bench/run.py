@@ -555,10 +555,12 @@ def report(r: dict) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for v in s["cameras"].values():
             pc = v["per_camera_fps"]
+            ms = f"{v['ms_per_frame']:.1f}" if v["ms_per_frame"] else "–"
+            started = "" if v.get("all_started", True) else " (not all cameras started)"
             lines.append(f"| {v['model']} | {v['max_batch']} | {v['cameras']} | "
                          f"{v['demand_fps']:.0f} | {v['classified_fps']:.1f} | "
-                         f"{min(pc):.1f}–{max(pc):.1f} | ±{v['fairness_max_dev']:.1%} | "
-                         f"{v['ms_per_frame']:.1f} |")
+                         f"{min(pc):.1f}–{max(pc):.1f} | ±{v['fairness_max_dev']:.1%}{started} | "
+                         f"{ms} |")
     return "\n".join(lines)
 
 
@@ -572,7 +574,11 @@ def main() -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--report", metavar="JSON", help="print the table of a saved run and exit")
     a = ap.parse_args()
+    if a.report:
+        print(report(json.loads(pathlib.Path(a.report).read_text())))
+        return 0
     a.model = ROOT / "models" / f"{a.model}.onnx"
     a.clip = pathlib.Path(a.clip)
     a.bare_frames = 20 if a.quick else 60
