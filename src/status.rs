@@ -243,13 +243,10 @@ impl StatusBoard {
     }
 
     /// Updates counters without announcing (they travel with the next announcement).
-    pub fn count(&self, camera: usize, f: impl FnOnce(&mut CameraStatus)) {
-        self.with_slot(camera, |s| f(&mut s.status));
-    }
-
-    /// Reads one value of a camera's status (no copy of the rest).
-    pub fn read<T>(&self, camera: usize, f: impl FnOnce(&CameraStatus) -> T) -> Option<T> {
-        self.with_slot(camera, |s| f(&s.status))
+    /// Returns what `f` returns (`None` for an unknown camera), so a counter can be read
+    /// without copying the whole status.
+    pub fn count<T>(&self, camera: usize, f: impl FnOnce(&mut CameraStatus) -> T) -> Option<T> {
+        self.with_slot(camera, |s| f(&mut s.status))
     }
 
     /// Latest status and its version.

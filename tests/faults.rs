@@ -7,23 +7,17 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{config, fixtures, Broker, Daemon, Message, RtspServer, Subscriber, PATIENCE};
+use common::{
+    at_least, config, fixtures, labels, Broker, Daemon, Message, RtspServer, Subscriber, PATIENCE,
+};
 use serde_json::Value;
 
 fn photos() -> String {
     fixtures().join("photos.mp4").display().to_string()
 }
 
-fn labels(sub: &Subscriber, topic: &str) -> Vec<Value> {
-    sub.on(topic).iter().map(Message::json).collect()
-}
-
 fn count(topic: &str) -> impl Fn(&[Message]) -> bool + '_ {
     move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() > 0
-}
-
-fn at_least(topic: &str, n: usize) -> impl Fn(&[Message]) -> bool + '_ {
-    move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() >= n
 }
 
 /// The value of `key=` in the daemon's "camera summary" line for `camera`.

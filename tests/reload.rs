@@ -6,16 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, fixtures, Broker, Daemon, Message, RtspServer, Subscriber, PATIENCE};
+use common::{
+    at_least, config, fixtures, labels, Broker, Daemon, Message, RtspServer, Subscriber, PATIENCE,
+};
 use serde_json::Value;
-
-fn labels(sub: &Subscriber, topic: &str) -> Vec<Value> {
-    sub.on(topic).iter().map(Message::json).collect()
-}
-
-fn at_least(topic: &str, n: usize) -> impl Fn(&[Message]) -> bool + '_ {
-    move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() >= n
-}
 
 /// Asserts `seq` runs 0, 1, 2, ... with no gap and no restart (QoS 1 duplicates aside).
 fn assert_contiguous(msgs: &[Value], what: &str) {

@@ -370,7 +370,7 @@ impl Capture {
                 }
                 // Frames dropped so far, here and by preprocessing (a prepared frame
                 // replaced by a newer one).
-                let dropped = self.status.read(self.camera, |s| s.dropped).unwrap_or(0);
+                let dropped = self.status.count(self.camera, |s| s.dropped).unwrap_or(0);
                 let frame = Frame {
                     camera_id: self.id.clone(),
                     camera: self.camera,

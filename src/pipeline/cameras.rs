@@ -200,8 +200,4 @@ impl Cameras {
                 .chain(&self.stopping)
                 .all(|c| c.capture.is_finished() && c.preprocess.is_finished())
     }
-
-    pub(super) fn ids(&self) -> Vec<Arc<str>> {
-        self.status.active().into_iter().map(|(_, id)| id).collect()
-    }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, unbounded};
+use crossbeam_channel::bounded;
 
 use crate::admin::Admin;
 use crate::capture::CaptureEnd;
@@ -158,15 +158,11 @@ pub struct Summary {
 }
 
 /// systemd's STATUS= line: cameras by state, classification rate, broker.
-fn service_status(
-    ids: &[Arc<str>],
-    status: &StatusBoard,
-    metrics: &Metrics,
-    since: std::time::Instant,
-) -> String {
+fn service_status(status: &StatusBoard, metrics: &Metrics, since: std::time::Instant) -> String {
     let mut streaming = 0;
     let mut classified = 0;
-    for (i, _) in status.active() {
+    let active = status.active();
+    for &(i, _) in &active {
         if let Some((_, s)) = status.snapshot(i) {
             streaming += usize::from(s.state == crate::status::CameraState::Streaming);
             classified += s.classified;
@@ -174,7 +170,7 @@ fn service_status(
     }
     format!(
         "{streaming}/{} camera(s) streaming, {:.1} frames/s classified, broker {}",
-        ids.len(),
+        active.len(),
         classified as f64 / since.elapsed().as_secs_f64().max(1.0),
         if metrics.broker_is_connected() {
             "connected"
@@ -224,7 +220,9 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
     tracing::info!(library = %runtime.library.display(), "ONNX Runtime loaded");
     let model = load_model(&cfg.model, &runtime)?;
 
-    let (control_tx, control_rx) = unbounded();
+    // Control messages are rare (a camera started, a model swapped) and the inference
+    // thread reads them between batches: when full, the sender waits at most one batch.
+    let (control_tx, control_rx) = bounded(64);
     let (class_tx, class_rx) = bounded(256);
     let metrics = Arc::new(Metrics::new(status.clone()));
     metrics.set_model_loaded();
@@ -360,7 +358,7 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             break;
         }
         notifier.tick(&liveness, || {
-            service_status(&cameras.ids(), &status, &metrics, running_since)
+            service_status(&status, &metrics, running_since)
         });
         std::thread::sleep(Duration::from_millis(50));
     }

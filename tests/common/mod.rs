@@ -646,3 +646,13 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (code, body)
 }
+
+/// The JSON payloads received on `topic`, in order.
+pub fn labels(sub: &Subscriber, topic: &str) -> Vec<serde_json::Value> {
+    sub.on(topic).iter().map(Message::json).collect()
+}
+
+/// A `wait_until` condition: at least `n` messages on `topic`.
+pub fn at_least(topic: &str, n: usize) -> impl Fn(&[Message]) -> bool + '_ {
+    move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() >= n
+}
