@@ -1,6 +1,8 @@
-//! More demand than capacity: four live cameras at 25 frames/s each into one ResNet-50
-//! on this machine's CPU. Every camera keeps a fair share of the inference (no camera
-//! starves another), and the shortfall is reported per camera in its status and metrics.
+//! More demand than capacity: eight live cameras at 25 frames/s each into one ResNet-50
+//! (batches of up to 4) on this machine's CPU. Every camera gets the same share of the
+//! inference, within 5% over a status period (no camera starves another, and the luck of
+//! which camera is ready first does not decide who is served), and the shortfall is
+//! reported per camera in its status and metrics.
 
 mod common;
 
@@ -12,7 +14,7 @@ fn an_overloaded_pipeline_shares_out_its_capacity_fairly_and_says_so() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port, "cap/#");
     let url = server.url("");
-    let cams: Vec<(String, f64)> = (0..4).map(|i| (format!("c{i}"), 0.0)).collect();
+    let cams: Vec<(String, f64)> = (0..8).map(|i| (format!("c{i}"), 0.0)).collect();
     let list: Vec<(&str, &str, f64)> = cams
         .iter()
         .map(|(id, f)| (id.as_str(), url.as_str(), *f))
@@ -53,14 +55,14 @@ fn an_overloaded_pipeline_shares_out_its_capacity_fairly_and_says_so() {
     }
     let total: f64 = rates.iter().sum();
     assert!(
-        total < 0.9 * 100.0,
-        "this test needs more demand than capacity; got {total:.1} of 100 frames/s"
+        total < 0.9 * 200.0,
+        "this test needs more demand than capacity; got {total:.1} of 200 frames/s"
     );
     let mean = total / rates.len() as f64;
     for r in &rates {
         assert!(
-            (r - mean).abs() <= 0.1 * mean,
-            "unfair shares (±10% of {mean:.1}): {rates:?}"
+            (r - mean).abs() <= 0.05 * mean,
+            "unfair shares (±5% of {mean:.1}): {rates:?}"
         );
     }
     assert!(
@@ -79,5 +81,5 @@ fn an_overloaded_pipeline_shares_out_its_capacity_fairly_and_says_so() {
             "streamclassd_stage_seconds_total{{camera=\"{id}\",stage=\"inference\"}}"
         )));
     }
-    eprintln!("4 cameras x 25 frames/s into ResNet-50: classified {rates:?} frames/s");
+    eprintln!("8 cameras x 25 frames/s into ResNet-50: classified {rates:?} frames/s");
 }

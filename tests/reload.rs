@@ -242,7 +242,16 @@ fn a_changed_model_is_warmed_up_before_it_replaces_the_running_one() {
     let url = server.url("");
     let cams = [("a", url.as_str(), 5.0), ("b", url.as_str(), 5.0)];
     let mut d = Daemon::start(&config(broker.port, "swap", &cams, ""));
-    assert!(sub.wait_until(PATIENCE, at_least("swap/a/labels", 3)));
+    // Both cameras run on the first model before the reload (they open their RTSP
+    // sessions one after the other).
+    for cam in ["a", "b"] {
+        let topic = format!("swap/{cam}/labels");
+        assert!(
+            sub.wait_until(PATIENCE, at_least(&topic, 3)),
+            "{cam} never streamed; log:\n{}",
+            d.stderr()
+        );
+    }
 
     // ResNet-18 instead of ResNet-50, and caffe preprocessing instead of torchvision's:
     // every camera's preprocessing changes along with the model.

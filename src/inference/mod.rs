@@ -7,11 +7,12 @@
 
 pub mod model;
 pub mod topk;
+pub mod turns;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -23,6 +24,7 @@ use crate::preprocess::PreprocessSpec;
 use crate::service::Beat;
 use crate::status::StatusBoard;
 pub use model::{load_runtime, BatchDim, Element, ModelError, ModelIo, Runtime};
+use turns::Turns;
 
 use half::f16;
 use smallvec::SmallVec;
@@ -233,9 +235,9 @@ pub struct Serving {
 impl Serving {
     /// The inference thread. Each camera has its own one-slot input, so a camera has at
     /// most one preprocessed frame waiting and none can crowd out another: the worker
-    /// waits for any camera, then takes whatever the other cameras have ready (round robin
-    /// from the one that woke it), up to `max_batch`. Cameras and models arrive on
-    /// `control`; the thread ends once `control` and every camera have hung up.
+    /// waits until any camera has a frame, then takes frames least recently served camera
+    /// first (see [`Turns`]), up to `max_batch`. Cameras and models arrive on `control`;
+    /// the thread ends once `control` and every camera have hung up.
     pub fn run(
         mut self,
         control: Receiver<Control>,
@@ -246,6 +248,7 @@ impl Serving {
         beat: Beat,
     ) {
         let mut inputs: Vec<Receiver<Prepared>> = Vec::new();
+        let mut turns = Turns::default();
         let mut control_open = true;
         let mut batch: Vec<Prepared> = Vec::with_capacity(self.worker.max_batch);
         let mut stats = BatchStats::default();
@@ -254,41 +257,48 @@ impl Serving {
             let change = {
                 let mut select = Select::new();
                 let ctl = control_open.then(|| select.recv(&control));
-                let first = usize::from(ctl.is_some());
                 for rx in &inputs {
                     select.recv(rx);
                 }
                 loop {
                     beat.idle();
-                    let op = select.select();
+                    // Only a wake-up: which frames are taken is decided below, not by
+                    // which input happened to be ready first.
+                    let ready = select.ready();
                     beat.busy();
-                    if Some(op.index()) == ctl {
-                        break match op.recv(&control) {
-                            Ok(c) => Change::Control(c),
-                            Err(_) => Change::ControlClosed,
-                        };
-                    }
-                    let woke = op.index() - first;
-                    match op.recv(&inputs[woke]) {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break Change::CameraGone(woke),
-                    }
-                    for k in 1..inputs.len() {
-                        if batch.len() >= self.worker.max_batch {
-                            break;
+                    if Some(ready) == ctl {
+                        match control.try_recv() {
+                            Ok(c) => break Change::Control(c),
+                            Err(TryRecvError::Disconnected) => break Change::ControlClosed,
+                            Err(TryRecvError::Empty) => continue,
                         }
-                        if let Ok(p) = inputs[(woke + k) % inputs.len()].try_recv() {
+                    }
+                    let mut gone = None;
+                    turns.pick(self.worker.max_batch, |i| match inputs[i].try_recv() {
+                        Ok(p) => {
                             batch.push(p);
+                            true
                         }
-                    }
+                        Err(TryRecvError::Disconnected) => {
+                            gone.get_or_insert(i);
+                            false
+                        }
+                        Err(TryRecvError::Empty) => false,
+                    });
                     if !self.infer(&mut batch, &tx, metrics, status, pools, &mut stats) {
                         stats.log();
                         return;
                     }
+                    if let Some(i) = gone {
+                        break Change::CameraGone(i);
+                    }
                 }
             };
             match change {
-                Change::Control(Control::Camera(rx)) => inputs.push(rx),
+                Change::Control(Control::Camera(rx)) => {
+                    inputs.push(rx);
+                    turns.push();
+                }
                 Change::Control(Control::Swap(next)) => {
                     tracing::info!(
                         model = %next.model.name,
@@ -301,6 +311,7 @@ impl Serving {
                 Change::ControlClosed => control_open = false,
                 Change::CameraGone(i) => {
                     inputs.swap_remove(i);
+                    turns.swap_remove(i);
                 }
             }
         }
