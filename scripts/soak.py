@@ -6,7 +6,8 @@ Usage (after scripts/setup and scripts/fixtures)::
     . scripts/env && .venv/bin/python scripts/soak.py --minutes 30 [--fps 10] [--chaos] [--model resnet50]
 
 It starts a private mosquitto and two GStreamer RTSP servers (looping the photo clip) on
-loopback, runs the daemon with two RTSP cameras and EfficientNet-Lite0, and every
+loopback, runs the daemon with two RTSP cameras and the model (EfficientNet-Lite0 unless
+``--model`` names another), and every
 ``--every`` seconds prints the daemon's resident memory (VmRSS), the label messages
 received by a subscriber, and the cameras' retained status counters (frames, dropped,
 reconnects). With ``--chaos`` one RTSP server is killed and restarted every 5 minutes and
@@ -151,7 +152,7 @@ def main() -> int:
     end = start + args.minutes * 60
     samples = []
     next_rtsp, next_broker = start + 300, start + 420
-    print(f"soak: {args.minutes:g} min, 2 RTSP cameras at {args.fps:g} fps, EfficientNet-Lite0, "
+    print(f"soak: {args.minutes:g} min, 2 RTSP cameras at {args.fps:g} fps, {model.name}, "
           f"chaos {'on' if args.chaos else 'off'}; work dir {work}", flush=True)
     print("   t(s)  RSS(MB)  labels  cam0 frames/dropped/reconnects  cam1 frames/dropped/reconnects", flush=True)
     try:

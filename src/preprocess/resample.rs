@@ -173,6 +173,8 @@ pub struct Resampler {
     horizontal: Coefficients,
     vertical: Coefficients,
     temp: Vec<u8>,
+    /// One output row of vertical-pass sums.
+    sums: Vec<i32>,
 }
 
 /// Which part of the resized image to produce: `cols`×`rows` starting at (`x`, `y`).
@@ -219,13 +221,13 @@ impl Resampler {
             self.temp.clear();
             self.temp.resize((y1 - y0) * w * 3, 0);
             let hc = &self.horizontal;
+            let half = 1i32 << (PRECISION_BITS - 1);
             for (ty, sy) in (y0..y1).enumerate() {
                 let row = &src.pixels[sy * src.stride..sy * src.stride + src.cols * 3];
                 let out = &mut self.temp[ty * w * 3..(ty + 1) * w * 3];
                 for (xx, px) in out.chunks_exact_mut(3).enumerate() {
                     let k = &hc.weights[xx * hc.ksize..xx * hc.ksize + hc.len[xx]];
                     let taps = &row[hc.first[xx] * 3..(hc.first[xx] + hc.len[xx]) * 3];
-                    let half = 1i32 << (PRECISION_BITS - 1);
                     let (mut s0, mut s1, mut s2) = (half, half, half);
                     for (p, &w) in taps.chunks_exact(3).zip(k) {
                         s0 += i32::from(p[0]) * w;
@@ -244,21 +246,26 @@ impl Resampler {
         };
 
         let vc = &self.vertical;
-        for (yy, out) in dst.chunks_exact_mut(window.cols * 3).enumerate() {
+        let n = window.cols * 3;
+        for (yy, out) in dst.chunks_exact_mut(n).enumerate() {
             if !need_v {
                 let sy = window.y + yy - y0;
                 let start = sy * h_stride + h_x0;
-                out.copy_from_slice(&h_src[start..start + window.cols * 3]);
+                out.copy_from_slice(&h_src[start..start + n]);
                 continue;
             }
+            // Row by row: each tap adds a whole source row times its weight (vectorizes).
             let k = &vc.weights[yy * vc.ksize..yy * vc.ksize + vc.len[yy]];
             let first = vc.first[yy] - y0;
-            let half = 1i32 << (PRECISION_BITS - 1);
-            for (i, o) in out.iter_mut().enumerate() {
-                let mut s = half;
-                for (t, &w) in k.iter().enumerate() {
-                    s += i32::from(h_src[(first + t) * h_stride + h_x0 + i]) * w;
+            self.sums.clear();
+            self.sums.resize(n, 1i32 << (PRECISION_BITS - 1));
+            for (t, &w) in k.iter().enumerate() {
+                let start = (first + t) * h_stride + h_x0;
+                for (s, &p) in self.sums.iter_mut().zip(&h_src[start..start + n]) {
+                    *s += i32::from(p) * w;
                 }
+            }
+            for (o, &s) in out.iter_mut().zip(&self.sums) {
                 *o = clip8(s);
             }
         }
