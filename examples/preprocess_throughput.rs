@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
         })?);
     let frames: usize = args.get(2).map_or(Ok(50), |s| s.parse())?;
     let repeats: usize = args.get(3).map_or(Ok(7), |s| s.parse())?;
-    let mut cap = VideoCapture::from_file(&clip.display().to_string(), CAP_FFMPEG)?;
+    let mut cap = VideoCapture::from_file(&clip, CAP_FFMPEG)?;
     let mut images = Vec::with_capacity(frames);
     while images.len() < frames {
         let mut m = Mat::default();
