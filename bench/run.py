@@ -29,8 +29,9 @@ threads   bare ONNX Runtime with 1 and 2 intra-op threads, alone and beside a de
 cameras   1, 2, 4, 8, 16 live cameras (one RTSP server, 640x360 at 25 frames/s each) with
           ResNet-18 and ResNet-50, cross-camera batching on (max_batch 4) and off (1):
           total classified frames/s, each camera's share (fairness = largest deviation
-          from the mean share), wall time per classified frame; counted over a window
-          (``--cameras-s``, 60 s) that opens 3 s after every camera has published its
+          from the mean share), wall time per classified frame, and the cores each stage
+          (and the RTSP server standing in for the cameras) keeps busy; counted over a window
+          (``--cameras-s``, 30 s) that opens 3 s after every camera has published its
           first frame. ``--camera-counts``, ``--camera-models``, ``--camera-batches``
           pick a subset.
 int8      EfficientNet-Lite0 (real ImageNet weights) FP32 vs its static INT8 quantization
@@ -213,6 +214,28 @@ class RssSampler:
                 "samples": len(self.samples)}
 
 
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system, s) a process has used so far, by the part of the pipeline
+    its threads belong to (from thread names: cap-*, pre-*, inference and ONNX Runtime's
+    pool, publish and mqtt-io); "total" for the whole process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        part = ("decode" if comm.startswith("cap-") else
+                "preprocess" if comm.startswith("pre-") else
+                "publish" if comm in ("publish", "mqtt-io") else "inference")
+        out[part] = out.get(part, 0.0) + used
+        out["total"] = out.get("total", 0.0) + used
+    return out
+
+
 def daemon_config(port: int, model: pathlib.Path, threads: int, preset: str,
                   cameras: list[tuple[str, str, dict]], max_batch: int | None = None) -> str:
     text = (f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "bench"\nqos = 1\n'
@@ -230,7 +253,7 @@ def daemon_config(port: int, model: pathlib.Path, threads: int, preset: str,
 def run_daemon(work: pathlib.Path, config: str, duration: float | None = None,
                until=None) -> dict:
     """Runs the daemon on `config` until it ends (files), for `duration` seconds, or until
-    `until()` returns, then SIGTERM. Returns its exit summary (frames/s, per-camera lines)
+    `until(pid)` returns, then SIGTERM. Returns its exit summary (frames/s, per-camera lines)
     and RSS."""
     cfg = work / "daemon.toml"
     cfg.write_text(config)
@@ -241,7 +264,7 @@ def run_daemon(work: pathlib.Path, config: str, duration: float | None = None,
         rss = RssSampler(proc.pid)
         try:
             if until is not None:
-                until()
+                until(proc.pid)
                 raise subprocess.TimeoutExpired(str(BIN), 0)
             proc.wait(timeout=duration)
         except subprocess.TimeoutExpired:
@@ -424,7 +447,7 @@ def section_cameras(a, ctx) -> dict:
                 cams = [(f"cam{i:02d}", server.url, {"fps": 0}) for i in range(n)]
                 window: dict[str, float] = {}
 
-                def measure() -> None:
+                def measure(pid: int) -> None:
                     # Start-up (n RTSP sessions, the model) is not part of the window: it
                     # opens 3 s after every camera has published once (one that never does
                     # within 120 s counts as 0) and lasts cameras_s.
@@ -438,7 +461,14 @@ def section_cameras(a, ctx) -> dict:
                     window["all_started"] = len(seen) == n
                     window["start"] = time.time() + 3.0
                     window["end"] = window["start"] + a.cameras_s
-                    time.sleep(window["end"] + 0.5 - time.time())
+                    time.sleep(window["start"] - time.time())
+                    before = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
+                    time.sleep(window["end"] - time.time())
+                    after = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
+                    window["cpu"] = {k: (v - before[0].get(k, 0.0)) / a.cameras_s
+                                     for k, v in after[0].items()}
+                    window["rtsp_server_cpu"] = (after[1] - before[1]) / a.cameras_s
+                    time.sleep(0.5)
 
                 try:
                     cfg = daemon_config(ctx["broker"].port, model, a.threads, "torchvision",
@@ -462,9 +492,16 @@ def section_cameras(a, ctx) -> dict:
                     "model": name, "max_batch": batch, "demand_fps": 25.0 * n,
                     "classified_fps": total, "per_camera_fps": rates,
                     "per_camera_frames": list(per.values()),
-                    "fairness_max_dev": fairness, "ms_per_frame": 1e3 / total if total else None}
+                    "fairness_max_dev": fairness, "ms_per_frame": 1e3 / total if total else None,
+                    # cores busy during the window (CPU s per s), by stage, and the RTSP
+                    # server's (the test's cameras, not streamclassd)
+                    "cpu_cores": window["cpu"], "rtsp_server_cores": window["rtsp_server_cpu"]}
+                cpu = window["cpu"]
                 log(f"  {total:.1f} frames/s, per camera {min(rates):.2f}–{max(rates):.2f}, "
-                    f"fairness ±{fairness:.1%}")
+                    f"fairness ±{fairness:.1%}; cores: streamclassd {cpu['total']:.2f} "
+                    f"(decode {cpu.get('decode', 0):.2f}, preprocess {cpu.get('preprocess', 0):.2f}, "
+                    f"inference {cpu.get('inference', 0):.2f}, publish {cpu.get('publish', 0):.2f}), "
+                    f"RTSP server {window['rtsp_server_cpu']:.2f}")
     return out
 
 
@@ -570,16 +607,22 @@ def report(r: dict) -> str:
     lines += [f"| {k} | {v} |" for k, v in rows]
     if "cameras" in s:
         lines += ["", "| model | max_batch | cameras | demand frames/s | classified frames/s | "
-                  "per camera (min–max) | fairness (max dev.) | ms per frame |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "per camera (min–max) | fairness (max dev.) | ms per frame | "
+                  "streamclassd cores: decode / preprocess / inference / publish | "
+                  "RTSP server cores |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for v in s["cameras"].values():
             pc = v["per_camera_fps"]
             ms = f"{v['ms_per_frame']:.1f}" if v["ms_per_frame"] else "–"
             started = "" if v.get("all_started", True) else " (not all cameras started)"
+            c = v.get("cpu_cores", {})
+            cores = (f"{c.get('decode', 0):.2f} / {c.get('preprocess', 0):.2f} / "
+                     f"{c.get('inference', 0):.2f} / {c.get('publish', 0):.2f}" if c else "–")
+            server = f"{v['rtsp_server_cores']:.2f}" if "rtsp_server_cores" in v else "–"
             lines.append(f"| {v['model']} | {v['max_batch']} | {v['cameras']} | "
                          f"{v['demand_fps']:.0f} | {v['classified_fps']:.1f} | "
                          f"{min(pc):.1f}–{max(pc):.1f} | ±{v['fairness_max_dev']:.1%}{started} | "
-                         f"{ms} |")
+                         f"{ms} | {cores} | {server} |")
     return "\n".join(lines)
 
 
@@ -597,7 +640,7 @@ def main() -> int:
     ap.add_argument("--camera-models", default=None, help="cameras section: e.g. resnet18,resnet50")
     ap.add_argument("--camera-batches", default="4,1", help="cameras section: max_batch values")
     ap.add_argument("--cameras-s", type=float, default=None,
-                    help="cameras section: measured window per run, s (default 60, quick 15)")
+                    help="cameras section: measured window per run, s (default 30, quick 15)")
     ap.add_argument("--report", metavar="JSON", help="print the table of a saved run and exit")
     a = ap.parse_args()
     if a.report:
@@ -607,7 +650,7 @@ def main() -> int:
     a.clip = pathlib.Path(a.clip)
     a.bare_frames = 20 if a.quick else 60
     a.latency_s = 15.0 if a.quick else 40.0
-    a.cameras_s = a.cameras_s or (15.0 if a.quick else 60.0)
+    a.cameras_s = a.cameras_s or (15.0 if a.quick else 30.0)
     a.camera_counts = [int(x) for x in (a.camera_counts or
                                         ("1,4,16" if a.quick else "1,2,4,8,16")).split(",")]
     a.camera_models = (a.camera_models or ("resnet50" if a.quick else "resnet18,resnet50")).split(",")
