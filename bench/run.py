@@ -473,7 +473,7 @@ def section_cameras(a, ctx) -> dict:
                 try:
                     cfg = daemon_config(ctx["broker"].port, model, a.threads, "torchvision",
                                         cams, max_batch=batch)
-                    run_daemon(ctx["work"], cfg, until=measure)
+                    rss = run_daemon(ctx["work"], cfg, until=measure)["rss"]
                 finally:
                     time.sleep(0.5)
                     msgs = sub.stop()
@@ -495,13 +495,15 @@ def section_cameras(a, ctx) -> dict:
                     "fairness_max_dev": fairness, "ms_per_frame": 1e3 / total if total else None,
                     # cores busy during the window (CPU s per s), by stage, and the RTSP
                     # server's (the test's cameras, not streamclassd)
-                    "cpu_cores": window["cpu"], "rtsp_server_cores": window["rtsp_server_cpu"]}
+                    "cpu_cores": window["cpu"], "rtsp_server_cores": window["rtsp_server_cpu"],
+                    "rss_peak_mb": rss.get("peak_mb"), "rss_steady_mb": rss.get("steady_mb")}
                 cpu = window["cpu"]
                 log(f"  {total:.1f} frames/s, per camera {min(rates):.2f}–{max(rates):.2f}, "
                     f"fairness ±{fairness:.1%}; cores: streamclassd {cpu['total']:.2f} "
                     f"(decode {cpu.get('decode', 0):.2f}, preprocess {cpu.get('preprocess', 0):.2f}, "
                     f"inference {cpu.get('inference', 0):.2f}, publish {cpu.get('publish', 0):.2f}), "
-                    f"RTSP server {window['rtsp_server_cpu']:.2f}")
+                    f"RTSP server {window['rtsp_server_cpu']:.2f}; RSS steady "
+                    f"{rss.get('steady_mb', 0):.0f} MB")
     return out
 
 

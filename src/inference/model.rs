@@ -205,7 +205,12 @@ pub fn open_session(
     let threads = cfg.threads.resolve();
     let mut builder = Session::builder(&runtime.env)?
         .with_intra_threads(threads)?
-        .with_inter_threads(1)?;
+        .with_inter_threads(1)?
+        // A memory pattern is planned per input shape, and the batch size varies with how
+        // many cameras have a frame ready: with patterns, the arena keeps a block for each
+        // batch size seen (ResNet-50: +27 MB once batches of 3 and 4 have run), without
+        // them it reuses the same memory at the same speed (bench/run.py, cameras).
+        .with_memory_pattern(false)?;
     match with_provider(&mut builder, &cfg.provider, runtime) {
         Ok(()) => {}
         Err(e) if cfg.provider.fallback_to_cpu => {
