@@ -143,19 +143,26 @@ impl StatusBoard {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds camera `id` (or makes a removed one active again, back in `Starting`) and
-    /// returns its index.
+    /// Adds camera `id` (or makes a removed or restarted one active again, back in
+    /// `Starting`) and returns its index. Registering a camera that is active and still
+    /// `Starting` changes nothing: start-up registers every camera to fix the indices and
+    /// again when it starts it, and announcing `starting` twice would look like a restart.
     pub fn register(&self, id: &str) -> usize {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let index = match entries.iter().position(|e| e.id.as_ref() == id) {
             Some(i) => {
                 let e = &entries[i];
-                e.active.store(true, Ordering::SeqCst);
+                let was_active = e.active.swap(true, Ordering::SeqCst);
                 let mut s = e.slot.lock().unwrap_or_else(|e| e.into_inner());
-                s.status.state = CameraState::Starting;
-                s.status.error = None;
-                s.status.since = SystemTime::now();
-                s.version += 1;
+                let unchanged = was_active
+                    && s.status.state == CameraState::Starting
+                    && s.status.error.is_none();
+                if !unchanged {
+                    s.status.state = CameraState::Starting;
+                    s.status.error = None;
+                    s.status.since = SystemTime::now();
+                    s.version += 1;
+                }
                 i
             }
             None => {
@@ -286,6 +293,22 @@ mod tests {
         assert!(b.rings().try_recv().is_err(), "rings coalesce");
         assert_eq!(b.snapshot(0).map(|(v, _)| v), Some(0));
         assert!(b.snapshot(2).is_none());
+    }
+
+    #[test]
+    fn registering_a_starting_camera_again_is_not_a_change_but_restarting_one_is() {
+        let b = StatusBoard::new();
+        let a = b.register("a");
+        assert_eq!(b.register("a"), a);
+        assert_eq!(
+            b.snapshot(a).map(|(v, _)| v),
+            Some(0),
+            "still the first `starting`"
+        );
+        b.set_state(a, CameraState::Streaming, None);
+        assert_eq!(b.register("a"), a, "a reload changed it: restarted");
+        let (v, s) = b.snapshot(a).expect("a");
+        assert_eq!((v, s.state), (2, CameraState::Starting));
     }
 
     #[test]
