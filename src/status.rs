@@ -95,6 +95,23 @@ struct Slot {
     status: CameraStatus,
 }
 
+impl Slot {
+    /// Moves to `state`; a change of state or error (or `force`) bumps the version and
+    /// returns true. `since` moves only with the state.
+    fn move_to(&mut self, state: CameraState, error: Option<String>, force: bool) -> bool {
+        if !force && self.status.state == state && self.status.error == error {
+            return false;
+        }
+        if force || self.status.state != state {
+            self.status.since = SystemTime::now();
+        }
+        self.status.state = state;
+        self.status.error = error;
+        self.version += 1;
+        true
+    }
+}
+
 /// One camera ever configured. Its index never changes, so a camera removed and added
 /// again by a reload keeps its counters (and its `seq`, which the publisher keeps by index).
 struct Entry {
@@ -144,25 +161,21 @@ impl StatusBoard {
     }
 
     /// Adds camera `id` (or makes a removed or restarted one active again, back in
-    /// `Starting`) and returns its index. Registering a camera that is active and still
-    /// `Starting` changes nothing: start-up registers every camera to fix the indices and
-    /// again when it starts it, and announcing `starting` twice would look like a restart.
+    /// `Starting`) and returns its index. Like any state change, moving an active camera
+    /// that is still `Starting` to `Starting` is none: start-up registers every camera to
+    /// fix the indices and again when it starts it, and announcing `starting` twice would
+    /// look like a restart. A removed camera coming back always starts over.
     pub fn register(&self, id: &str) -> usize {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let index = match entries.iter().position(|e| e.id.as_ref() == id) {
             Some(i) => {
                 let e = &entries[i];
                 let was_active = e.active.swap(true, Ordering::SeqCst);
-                let mut s = e.slot.lock().unwrap_or_else(|e| e.into_inner());
-                let unchanged = was_active
-                    && s.status.state == CameraState::Starting
-                    && s.status.error.is_none();
-                if !unchanged {
-                    s.status.state = CameraState::Starting;
-                    s.status.error = None;
-                    s.status.since = SystemTime::now();
-                    s.version += 1;
-                }
+                e.slot.lock().unwrap_or_else(|e| e.into_inner()).move_to(
+                    CameraState::Starting,
+                    None,
+                    !was_active,
+                );
                 i
             }
             None => {
@@ -232,18 +245,7 @@ impl StatusBoard {
     /// Moves a camera to `state` (announced to the publisher if it differs or the error
     /// changed).
     pub fn set_state(&self, camera: usize, state: CameraState, error: Option<String>) {
-        let changed = self.with_slot(camera, |s| {
-            if s.status.state == state && s.status.error == error {
-                return false;
-            }
-            if s.status.state != state {
-                s.status.since = SystemTime::now();
-            }
-            s.status.state = state;
-            s.status.error = error;
-            s.version += 1;
-            true
-        });
+        let changed = self.with_slot(camera, |s| s.move_to(state, error, false));
         if changed == Some(true) {
             let _ = self.bell.try_send(());
         }

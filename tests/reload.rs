@@ -49,6 +49,18 @@ fn reload(d: &Daemon, text: &str, outcome: &str) {
     assert!(seen, "no {outcome:?} after SIGHUP; log:\n{}", d.stderr());
 }
 
+/// Waits until each of `cams` has published 3 label messages under `prefix`.
+fn wait_streaming(sub: &Subscriber, d: &Daemon, prefix: &str, cams: &[&str]) {
+    for cam in cams {
+        let topic = format!("{prefix}/{cam}/labels");
+        assert!(
+            sub.wait_until(PATIENCE, at_least(&topic, 3)),
+            "{cam} never streamed; log:\n{}",
+            d.stderr()
+        );
+    }
+}
+
 const APPLIED: &str = "configuration reloaded";
 const REJECTED: &str = "configuration reload rejected";
 
@@ -64,14 +76,7 @@ fn cameras_added_removed_and_changed_leave_the_others_alone() {
         &[("a", &url, 4.0), ("b", &url, 4.0)],
         "",
     ));
-    for cam in ["a", "b"] {
-        let topic = format!("hot/{cam}/labels");
-        assert!(
-            sub.wait_until(PATIENCE, at_least(&topic, 3)),
-            "{cam} never streamed; log:\n{}",
-            d.stderr()
-        );
-    }
+    wait_streaming(&sub, &d, "hot", &["a", "b"]);
 
     // b leaves, c joins; a is not touched.
     reload(
@@ -244,14 +249,7 @@ fn a_changed_model_is_warmed_up_before_it_replaces_the_running_one() {
     let mut d = Daemon::start(&config(broker.port, "swap", &cams, ""));
     // Both cameras run on the first model before the reload (they open their RTSP
     // sessions one after the other).
-    for cam in ["a", "b"] {
-        let topic = format!("swap/{cam}/labels");
-        assert!(
-            sub.wait_until(PATIENCE, at_least(&topic, 3)),
-            "{cam} never streamed; log:\n{}",
-            d.stderr()
-        );
-    }
+    wait_streaming(&sub, &d, "swap", &["a", "b"]);
 
     // ResNet-18 instead of ResNet-50, and caffe preprocessing instead of torchvision's:
     // every camera's preprocessing changes along with the model.
