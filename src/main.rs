@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use streamclassd::config::Config;
-use streamclassd::pipeline::{self, exit, RunOptions};
+use streamclassd::pipeline::{self, RunOptions};
+
+mod exit;
 
 /// Classify video frames with an ONNX ResNet and publish the top-5 labels to MQTT.
 #[derive(Parser)]
@@ -47,22 +49,26 @@ struct RunArgs {
     /// overrides `[log] level` in the config.
     #[arg(long, env = "STREAMCLASSD_LOG")]
     log: Option<String>,
+    /// Write what the run did (per camera: frames, published, dropped, stage times) to
+    /// this file as JSON when it stops.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
 }
 
 /// Logs go to journald (structured fields) when systemd connected stderr to the journal,
-/// to stderr otherwise.
-fn init_logging(filter: &str) {
+/// to stderr otherwise. A filter that does not parse is an error.
+fn init_logging(filter: &str) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .map_err(|e| format!("--log / STREAMCLASSD_LOG {filter:?}: not a level or filter: {e}"))?;
     if streamclassd::service::stderr_is_journal() {
         if let Ok(journal) = tracing_journald::layer() {
             tracing_subscriber::registry()
                 .with(filter)
                 .with(journal.with_syslog_identifier("streamclassd".into()))
                 .init();
-            return;
+            return Ok(());
         }
     }
     tracing_subscriber::fmt()
@@ -70,6 +76,7 @@ fn init_logging(filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -78,7 +85,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { 0 };
             let _ = e.print();
-            return ExitCode::from(code as u8);
+            return ExitCode::from(code);
         }
     };
     let code = match cli.command {
@@ -86,10 +93,10 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };
-    ExitCode::from(code as u8)
+    ExitCode::from(code)
 }
 
-fn check_config(file: &std::path::Path) -> i32 {
+fn check_config(file: &std::path::Path) -> u8 {
     match Config::load(file) {
         Ok(cfg) => {
             println!(
@@ -102,20 +109,23 @@ fn check_config(file: &std::path::Path) -> i32 {
         }
         Err(e) => {
             eprintln!("streamclassd: {e}");
-            exit::USAGE
+            exit::of_config(&e)
         }
     }
 }
 
-fn run(args: RunArgs) -> i32 {
+fn run(args: RunArgs) -> u8 {
     let cfg = match Config::load(&args.config) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("streamclassd: {e}");
-            return exit::USAGE;
+            return exit::of_config(&e);
         }
     };
-    init_logging(args.log.as_deref().unwrap_or(&cfg.log_level));
+    if let Err(e) = init_logging(args.log.as_deref().unwrap_or(&cfg.log_level)) {
+        eprintln!("streamclassd: {e}");
+        return exit::USAGE;
+    }
     // TLS to the broker uses rustls with the ring provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cancel = Arc::new(AtomicBool::new(false));
@@ -140,12 +150,13 @@ fn run(args: RunArgs) -> i32 {
         shutdown_grace: args.shutdown_grace,
         config_path: Some(args.config),
         reload,
+        summary_json: args.summary_json,
     };
     match pipeline::run(cfg, opts, cancel) {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("streamclassd: error: {e}");
-            e.exit_code()
+            exit::of_run(&e)
         }
     }
 }

@@ -116,6 +116,7 @@ fn the_steady_state_allocates_no_frame_sized_buffer() {
         shutdown_grace: Duration::from_secs(10),
         config_path: None,
         reload: Arc::new(AtomicBool::new(false)),
+        summary_json: None,
     };
     let run =
         std::thread::spawn(move || pipeline::run(cfg, opts, Arc::new(AtomicBool::new(false))));
@@ -138,7 +139,11 @@ fn the_steady_state_allocates_no_frame_sized_buffer() {
     let _ = sub.kill();
     let _ = sub.wait();
     assert_eq!(
-        summary.publish.published,
+        summary
+            .cameras
+            .iter()
+            .map(|c| c.published)
+            .collect::<Vec<_>>(),
         vec![400],
         "every frame classified"
     );

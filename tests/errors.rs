@@ -53,11 +53,37 @@ source = "b.mp4"
             "{out}"
         );
     }
-    let (code, out) = run_cli(&["run", "--config", "/nonexistent/streamclassd.toml"], &[]);
-    assert_eq!(code, EX_USAGE);
-    assert!(out.contains("/nonexistent/streamclassd.toml"), "{out}");
     let (code, _) = run_cli(&["run", "--no-such-flag"], &[]);
     assert_eq!(code, EX_USAGE);
+}
+
+#[test]
+fn a_missing_config_file_exits_66_and_a_bad_log_filter_64() {
+    for args in [
+        vec!["run", "--config", "/nonexistent/streamclassd.toml"],
+        vec!["check-config", "/nonexistent/streamclassd.toml"],
+    ] {
+        let (code, out) = run_cli(&args, &[]);
+        assert_eq!(code, EX_NOINPUT, "{args:?}: {out}");
+        assert!(out.contains("/nonexistent/streamclassd.toml"), "{out}");
+    }
+    // A filter that does not parse is refused before anything starts, from the command
+    // line and from the environment alike.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        &dir,
+        "ok.toml",
+        &config(free_port(), "x", &[("c", &clip(), 0.0)], ""),
+    );
+    let (code, out) = run_cli(&["run", "--config", &cfg, "--log", "info,x=notalevel"], &[]);
+    assert_eq!(code, EX_USAGE, "{out}");
+    assert!(out.contains("not a level or filter"), "{out}");
+    let (code, out) = run_cli(
+        &["run", "--config", &cfg],
+        &[("STREAMCLASSD_LOG", "info,x=notalevel")],
+    );
+    assert_eq!(code, EX_USAGE, "{out}");
+    assert!(out.contains("STREAMCLASSD_LOG"), "{out}");
 }
 
 #[test]

@@ -20,16 +20,6 @@ fn count(topic: &str) -> impl Fn(&[Message]) -> bool + '_ {
     move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() > 0
 }
 
-/// The value of `key=` in the daemon's "camera summary" line for `camera`.
-fn summary(log: &str, camera: &str, key: &str) -> u64 {
-    log.lines()
-        .find(|l| l.contains("camera summary") && l.contains(&format!("camera={camera}")))
-        .and_then(|l| l.split(&format!(" {key}=")).nth(1))
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} for {camera} in the summary:\n{log}"))
-}
-
 /// Checks that `msgs` hold every seq in `0..n` and that first deliveries come in order;
 /// returns the number of duplicates (allowed by QoS 1).
 fn assert_complete_in_order(msgs: &[Value], n: u64) -> usize {
@@ -67,7 +57,9 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
     let mut broker = Broker::start_persistent();
     let sub = Subscriber::connect_with(broker.port, "out/#", true);
     let clip = photos();
-    let mut cfg = config(broker.port, "out", &[("cam", &clip, 0.0)], "");
+    let admin = common::stable_port();
+    let mut cfg = config(broker.port, "out", &[("cam", &clip, 0.0)], "")
+        + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
     cfg = cfg.replace("fps = 0\n", "fps = 0\nrealtime = true\n");
     // Waiting for the broker at the end is not what is measured: a generous grace period
     // keeps a slow reconnect on a loaded machine from failing the run.
@@ -78,9 +70,22 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
         d.stderr()
     );
 
+    // The outage lasts until 24 more frames have been classified with the broker away,
+    // however long a loaded machine takes for them. Of those, only the frames already
+    // between capture and the publisher when it went were captured before (a file's
+    // edges hold at most 6: one blocked in capture, two queued, one in preprocessing,
+    // one handed over, one in inference).
+    let classified = "streamclassd_frames_classified_total{camera=\"cam\"}";
     broker.stop();
     let down = std::time::SystemTime::now();
-    std::thread::sleep(Duration::from_secs(3));
+    let before = common::metric(admin, classified).expect("admin metrics");
+    let reached = common::wait_for_metric(admin, classified, before + 24.0);
+    assert!(
+        reached >= Some(before + 24.0),
+        "only {reached:?} of {} frames classified during the outage:\n{}",
+        before + 24.0,
+        d.stderr()
+    );
     let up = std::time::SystemTime::now();
     broker.restart();
 
@@ -88,7 +93,7 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
     let log = d.stderr();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("lost MQTT broker"), "{log}");
-    let n = summary(&log, "cam", "published");
+    let n = d.total("cam", "published");
     assert_eq!(n, 120, "a real-time file source classifies every frame");
     // The daemon exited after the broker confirmed everything: delivery is imminent.
     sub.wait_until(
@@ -119,14 +124,14 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
             t > down && t < up
         })
         .count();
-    // How many fall in the window depends on how long stopping the broker took; what
-    // matters is that they exist and arrived (all 120 did, checked above).
+    // 24 were classified between `down` and `up`, at most 6 of them captured before (and
+    // one or two waiting for the publisher).
     assert!(
-        during >= 10,
-        "only {during} messages from the outage window"
+        during >= 16,
+        "only {during} messages captured during the outage"
     );
     eprintln!(
-        "broker outage: {n} messages, {during} classified during the 3 s outage, {dups} duplicates"
+        "broker outage: {n} messages, {during} captured during the outage, {dups} duplicates"
     );
 }
 
@@ -136,23 +141,29 @@ fn sigterm_with_the_broker_down_spools_and_the_next_start_delivers() {
     let sub = Subscriber::connect_with(broker.port, "spool/#", true);
     let spool = tempfile::tempdir().expect("spool dir");
     let clip = photos();
+    let admin = common::stable_port();
     let cfg = config(broker.port, "spool", &[("cam", &clip, 0.0)], "")
         .replace("fps = 0\n", "fps = 0\nrealtime = true\n")
         .replace(
             "qos = 1\n",
             &format!("qos = 1\nspool_dir = \"{}\"\n", spool.path().display()),
-        );
+        )
+        + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
 
     let mut first = Daemon::start(&cfg);
     assert!(sub.wait_until(PATIENCE, at_least("spool/cam/labels", 10)));
     broker.stop();
-    std::thread::sleep(Duration::from_secs(1));
+    // Frames classified after the broker went cannot have been delivered.
+    let classified = "streamclassd_frames_classified_total{camera=\"cam\"}";
+    let before = common::metric(admin, classified).expect("admin metrics");
+    let reached = common::wait_for_metric(admin, classified, before + 5.0);
+    assert!(reached >= Some(before + 5.0), "{}", first.stderr());
     first.signal("TERM");
     let status = first.wait();
     let log = first.stderr();
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("undelivered messages spooled"), "{log}");
-    let k = summary(&log, "cam", "published");
+    assert!(first.summary()["spooled"].as_u64() >= Some(5), "{log}");
+    let k = first.total("cam", "published");
     assert!(k > 10, "{log}");
 
     broker.restart();
@@ -164,7 +175,7 @@ fn sigterm_with_the_broker_down_spools_and_the_next_start_delivers() {
         log2.contains("delivering messages spooled by the previous run"),
         "{log2}"
     );
-    let m = summary(&log2, "cam", "published");
+    let m = second.total("cam", "published");
     let total = k + m;
     assert!(sub.wait_until(PATIENCE, at_least("spool/cam/labels", total as usize)));
     let msgs = labels(&sub, "spool/cam/labels");
@@ -242,8 +253,8 @@ fn rtsp_server_restart_reconnects_while_the_other_camera_keeps_publishing() {
         Some("streaming"),
         "{a_states:?}"
     );
-    assert!(summary(&log, "a", "reconnects") >= 1);
-    assert_eq!(summary(&log, "b", "reconnects"), 0);
+    assert!(d.total("a", "reconnects") >= 1);
+    assert_eq!(d.total("b", "reconnects"), 0);
     for cam in ["a", "b"] {
         let msgs = labels(&sub, &format!("two/{cam}/labels"));
         assert_complete_in_order(&msgs, msgs.len() as u64);
@@ -301,8 +312,8 @@ fn frozen_rtsp_server_makes_the_camera_stalled_then_it_recovers() {
 
 #[test]
 fn live_source_faster_than_inference_drops_frames_instead_of_lagging() {
-    // 100 fps RTSP into a ResNet-50 on one thread (~30 frames/s): most frames must be
-    // dropped, and latency must stay at the scale of an inference, not grow.
+    // 100 fps RTSP into a ResNet-50 on one thread (at most ~30 frames/s on these CPUs):
+    // most frames must be dropped and counted, none queued.
     let server = RtspServer::start(&fixtures().join("clip100.mp4"));
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port, "fast/#");
@@ -330,32 +341,17 @@ fn live_source_faster_than_inference_drops_frames_instead_of_lagging() {
     );
     // Every decoded frame is classified, dropped, or was still waiting at the end.
     assert!(n as u64 + dropped <= frames, "{n} + {dropped} > {frames}");
-    let get = |m: &Value, k: &str| m["latency_ms"][k].as_f64().expect("latency");
-    let mut inference: Vec<f64> = msgs.iter().map(|m| get(m, "inference")).collect();
-    inference.sort_by(f64::total_cmp);
-    let infer_p50 = inference[n / 2];
-    let totals: Vec<f64> = msgs.iter().map(|m| get(m, "total")).collect();
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let early = median(&totals[n / 8..n / 4]);
-    let late = median(&totals[3 * n / 4..]);
-    let worst = totals.iter().copied().fold(0.0, f64::max);
-    eprintln!(
-        "fast source: {n} classified, {dropped} dropped of {frames} frames; inference p50 \
-         {infer_p50:.1} ms, total early {early:.1} ms, late {late:.1} ms, worst {worst:.1} ms"
-    );
-    // Order of magnitude, not a timing: a frame waits for at most the batch ahead of it.
-    assert!(
-        late < 3.0 * infer_p50 + 50.0,
-        "latency grew: late median {late} ms"
-    );
-    assert!(
-        late < 2.0 * early + 50.0,
-        "latency grew from {early} to {late} ms"
-    );
+    // Dropped frames are the newest-wins edge at work, not loss: each message's `dropped`
+    // only grows, and frames advance strictly. How fresh the classified frames stay
+    // (capture→publish latency under overload) is measured by `scripts/bench`.
+    for w in msgs.windows(2) {
+        assert!(w[1]["frame"].as_u64() > w[0]["frame"].as_u64(), "{w:?}");
+        assert!(
+            w[1]["dropped"].as_u64() >= w[0]["dropped"].as_u64(),
+            "{w:?}"
+        );
+    }
+    eprintln!("fast source: {n} classified, {dropped} dropped of {frames} frames");
 }
 
 #[test]
@@ -371,8 +367,8 @@ fn sigterm_drains_every_frame_that_entered_preprocessing() {
     let status = d.wait();
     let log = d.stderr();
     assert_eq!(status.code(), Some(0), "{log}");
-    let entered = summary(&log, "cam", "preprocessed");
-    let published = summary(&log, "cam", "published");
+    let entered = d.total("cam", "preprocessed");
+    let published = d.total("cam", "published");
     assert_eq!(entered, published, "{log}");
     assert!(entered < 120, "SIGTERM came too late to test draining");
     assert!(sub.wait_until(PATIENCE, |m| m
@@ -404,9 +400,9 @@ fn damaged_file_is_read_to_its_end() {
     let status = d.wait();
     let log = d.stderr();
     assert_eq!(status.code(), Some(0), "{log}");
-    let published = summary(&log, "cam", "published");
-    let frames = summary(&log, "cam", "frames");
-    let errors = summary(&log, "cam", "decode_errors");
+    let published = d.total("cam", "published");
+    let frames = d.total("cam", "frames");
+    let errors = d.total("cam", "decode_errors");
     assert_eq!(published, frames, "every decoded frame is classified");
     assert!(sub.wait_until(PATIENCE, count("dmg/status")));
     assert!(sub.wait_until(PATIENCE, at_least("dmg/cam/labels", published as usize)));
@@ -522,7 +518,7 @@ fn full_outbox_drops_the_oldest_counts_them_and_delivers_the_rest() {
         log.contains("outbox full: oldest label messages dropped"),
         "{log}"
     );
-    assert_eq!(summary(&log, "cam", "outbox_dropped"), 6, "{log}");
+    assert_eq!(d.total("cam", "outbox_dropped"), 6, "{log}");
     assert!(sub.wait_until(PATIENCE, at_least("box/cam/labels", 4)));
     assert!(sub.wait_until(PATIENCE, |m| m
         .iter()

@@ -40,20 +40,6 @@ fn rtsp_stream_is_classified_live_and_drains_on_sigterm() {
         // Every frame skipped by the live source is accounted for in `dropped`.
         assert!(m["dropped"].as_u64().expect("dropped") <= frame);
     }
-    // Live sources never queue stale frames: each frame waits at most for the batch ahead
-    // of it, so its queue time is bounded by a few inference times, not the run length.
-    let worst_queue = msgs
-        .iter()
-        .map(|m| m["latency_ms"]["queue"].as_f64().unwrap_or(0.0))
-        .fold(0.0, f64::max);
-    let worst_infer = msgs
-        .iter()
-        .map(|m| m["latency_ms"]["inference"].as_f64().unwrap_or(0.0))
-        .fold(0.0, f64::max);
-    assert!(
-        worst_queue <= 4.0 * worst_infer + 500.0,
-        "queue {worst_queue} ms vs inference {worst_infer} ms"
-    );
     assert!(!log.contains("s3cretPW"), "password leaked:\n{log}");
     assert!(log.contains("rtsp://viewer:***@127.0.0.1"), "{log}");
 }

@@ -23,8 +23,7 @@ use crossbeam_channel::bounded;
 use crate::admin::Admin;
 use crate::capture::CaptureEnd;
 use crate::config::Config;
-use crate::inference::{self, ModelError, Serving};
-use crate::labels::LabelsError;
+use crate::inference::{self, Serving};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::preprocess::SpecCell;
@@ -37,31 +36,13 @@ use crate::status::StatusBoard;
 mod cameras;
 mod reloader;
 mod startup;
+mod summary;
 
 use cameras::Cameras;
 use reloader::Reloader;
 use startup::{check_sources, password, tls_material};
 pub use startup::{load_model, LoadedModel};
-
-/// Exit codes (sysexits.h), documented in the README.
-pub mod exit {
-    /// Invalid configuration or command line.
-    pub const USAGE: i32 = 64;
-    /// A model, labels file or file source that is unusable, or a file that cannot be decoded.
-    pub const DATAERR: i32 = 65;
-    /// A model, labels file or file source that does not exist or cannot be read.
-    pub const NOINPUT: i32 = 66;
-    /// The ONNX Runtime library cannot be found or loaded.
-    pub const UNAVAILABLE: i32 = 69;
-    /// A stage failed unexpectedly (a bug): systemd should restart the daemon.
-    pub const SOFTWARE: i32 = 70;
-    /// The operating system refused a thread or runtime.
-    pub const OSERR: i32 = 71;
-    /// The spool directory cannot be created or read.
-    pub const CANTCREAT: i32 = 73;
-    /// Messages could not be delivered to the broker before the grace period ended.
-    pub const TEMPFAIL: i32 = 75;
-}
+pub use summary::{CameraSummary, StageMs, Summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -95,9 +76,9 @@ pub enum RunError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Model(#[from] crate::inference::ModelError),
     #[error(transparent)]
-    Labels(#[from] LabelsError),
+    Labels(#[from] crate::labels::LabelsError),
     #[error("cannot start thread {name}: {source}")]
     Spawn {
         name: String,
@@ -111,33 +92,6 @@ pub enum RunError {
     Undelivered(usize),
 }
 
-impl RunError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            RunError::SourceMissing { .. }
-            | RunError::PasswordFile { .. }
-            | RunError::NoCredentials { .. }
-            | RunError::TlsFile { .. } => exit::NOINPUT,
-            RunError::Admin { .. } => exit::UNAVAILABLE,
-            RunError::Spool { .. } => exit::CANTCREAT,
-            RunError::Model(
-                ModelError::RuntimeMissing(_)
-                | ModelError::RuntimeLoad { .. }
-                | ModelError::ProviderUnavailable { .. },
-            ) => exit::UNAVAILABLE,
-            RunError::Model(ModelError::Unreadable { .. }) => exit::NOINPUT,
-            RunError::Model(ModelError::CropMismatch { .. }) => exit::USAGE,
-            RunError::Model(_) => exit::DATAERR,
-            RunError::Labels(LabelsError::Unreadable { .. }) => exit::NOINPUT,
-            RunError::Labels(_) => exit::DATAERR,
-            RunError::Spawn { .. } => exit::OSERR,
-            RunError::StageFailed(_) => exit::SOFTWARE,
-            RunError::CameraFailed(_) => exit::DATAERR,
-            RunError::Undelivered(_) => exit::TEMPFAIL,
-        }
-    }
-}
-
 /// Settings that come from the command line rather than the config file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -148,13 +102,8 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// Set (by SIGHUP) to request a reload.
     pub reload: Arc<AtomicBool>,
-}
-
-/// What a finished run did.
-#[derive(Debug)]
-pub struct Summary {
-    pub captures: Vec<CaptureEnd>,
-    pub publish: PublishReport,
+    /// Where to write the exit summary as JSON (none: only logged).
+    pub summary_json: Option<PathBuf>,
 }
 
 /// systemd's STATUS= line: cameras by state, classification rate, broker.
@@ -388,64 +337,51 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
             PublishReport::default()
         }
     };
-    if panicked > 0 {
-        return Err(RunError::StageFailed(panicked));
-    }
     // The cameras configured at the end: their ends decide the exit code.
     let active = status.active();
-    let mut ends = Vec::with_capacity(active.len());
-    for (i, id) in &active {
-        let end = cameras.ends[*i]
-            .take()
-            .unwrap_or(CaptureEnd::Stopped { frames: 0 });
-        if let CaptureEnd::Failed(e) = &end {
-            tracing::error!(camera = %id, error = %e, "camera failed");
-        }
-        ends.push(end);
-    }
-    let failed = ends
+    let cameras_summary = active
         .iter()
-        .filter(|e| matches!(e, CaptureEnd::Failed(_)))
-        .count();
-    let summary = Summary {
-        captures: ends,
-        publish,
-    };
+        .map(|(i, id)| {
+            let end = cameras.ends[*i]
+                .take()
+                .unwrap_or(CaptureEnd::Stopped { frames: 0 });
+            if let CaptureEnd::Failed(e) = &end {
+                tracing::error!(camera = %id, error = %e, "camera failed");
+            }
+            let st = status.snapshot(*i).map(|(_, s)| s).unwrap_or_default();
+            let published = publish.published.get(*i).copied().unwrap_or(0);
+            CameraSummary::new(id, &end, &st, cameras.preprocessed[*i], published)
+        })
+        .collect();
     let elapsed = running_since.elapsed().as_secs_f64();
-    let total: u64 = summary.publish.published.iter().sum();
+    let summary = Summary {
+        elapsed_s: elapsed,
+        cameras: cameras_summary,
+        spooled: publish.spooled,
+        unconfirmed: publish.unconfirmed,
+    };
+    let total: u64 = summary.cameras.iter().map(|c| c.published).sum();
     tracing::info!(
-        published = ?summary.publish.published,
+        published = total,
         elapsed_s = format!("{elapsed:.2}"),
         frames_per_s = format!("{:.2}", total as f64 / elapsed.max(1e-9)),
         "pipeline stopped"
     );
+    summary.cameras.iter().for_each(CameraSummary::log);
+    if let Some(path) = &opts.summary_json {
+        if let Err(e) = summary.write_json(path) {
+            tracing::error!(path = %path.display(), error = %e, "cannot write the summary");
+        }
+    }
+    if panicked > 0 {
+        return Err(RunError::StageFailed(panicked));
+    }
+    let failed = summary.failed_cameras();
     if failed > 0 {
         return Err(RunError::CameraFailed(failed));
     }
-    for (i, id) in &active {
-        let st = status.snapshot(*i).map(|(_, s)| s).unwrap_or_default();
-        // Mean time per frame in each stage, milliseconds.
-        let per = |us: u64, n: u64| format!("{:.3}", us as f64 / 1e3 / n.max(1) as f64);
-        let t = st.stage_us;
-        tracing::info!(
-            camera = %id,
-            frames = st.frames,
-            preprocessed = cameras.preprocessed[*i],
-            published = summary.publish.published.get(*i).copied().unwrap_or(0),
-            dropped = st.dropped,
-            decode_errors = st.decode_errors,
-            reconnects = st.reconnects,
-            outbox_dropped = st.outbox_dropped,
-            decode_ms = per(t.decode, st.frames),
-            preprocess_ms = per(t.preprocess, st.classified),
-            inference_ms = per(t.inference, st.classified),
-            publish_ms = per(t.publish, st.classified),
-            "camera summary"
-        );
-    }
-    let undelivered = summary.publish.unconfirmed;
-    if undelivered > 0 {
-        return Err(RunError::Undelivered(undelivered));
+    if summary.unconfirmed > 0 {
+        return Err(RunError::Undelivered(summary.unconfirmed));
     }
     Ok(summary)
 }

@@ -4,7 +4,8 @@
 //! - [`Subscriber`]: a real MQTT client (rumqttc) recording every message it receives;
 //! - [`Daemon`]: the `streamclassd` binary under test, with its stderr kept;
 //! - [`RtspServer`]: GStreamer's RTSP server serving a clip (`tests/support/rtsp_server.py`);
-//! - [`fixtures`]: clips, model and reference outputs written by `scripts/fixtures`.
+//! - [`fixtures`]: clips, model and reference outputs written by `scripts/fixtures`;
+//! - [`tls::TlsBroker`]: mosquitto over TLS with certificates made at test time.
 
 #![allow(dead_code)]
 
@@ -17,6 +18,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+pub mod tls;
 
 /// Upper bound for anything a test waits on; only a hang guard, never a performance claim.
 pub const PATIENCE: Duration = Duration::from_secs(180);
@@ -426,6 +429,8 @@ impl Daemon {
         cmd.arg("run")
             .arg("--config")
             .arg(&cfg)
+            .arg("--summary-json")
+            .arg(dir.path().join("summary.json"))
             .args(args)
             .env("ORT_DYLIB_PATH", ort_library())
             .env("STREAMCLASSD_LOG", "info")
@@ -469,6 +474,44 @@ impl Daemon {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The exit summary (`--summary-json`) of a daemon that has exited.
+    pub fn summary(&self) -> serde_json::Value {
+        let path = self.dir.path().join("summary.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "no exit summary {}: {e}; stderr:
+{}",
+                path.display(),
+                self.stderr()
+            )
+        });
+        serde_json::from_str(&text).expect("summary JSON")
+    }
+
+    /// The cameras of the exit summary, by id, in order.
+    pub fn summary_cameras(&self) -> Vec<String> {
+        self.summary()["cameras"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["id"].as_str())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// One counter of one camera in the exit summary (`published`, `frames`,
+    /// `preprocessed`, `dropped`, `decode_errors`, `reconnects`, `outbox_dropped`).
+    pub fn total(&self, camera: &str, key: &str) -> u64 {
+        let summary = self.summary();
+        summary["cameras"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == camera))
+            .and_then(|c| c[key].as_u64())
+            .unwrap_or_else(|| panic!("no {key} for camera {camera} in {summary}"))
     }
 
     /// Waits until stderr contains `needle`; false after `timeout`.
@@ -655,4 +698,29 @@ pub fn labels(sub: &Subscriber, topic: &str) -> Vec<serde_json::Value> {
 /// A `wait_until` condition: at least `n` messages on `topic`.
 pub fn at_least(topic: &str, n: usize) -> impl Fn(&[Message]) -> bool + '_ {
     move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() >= n
+}
+
+/// The value of one series (`name{labels}`, exactly as exposed) on the admin listener's
+/// `/metrics`; `None` while the listener is not up or the series is absent.
+pub fn metric(port: u16, series: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    raw.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until `metric(port, series)` is at least `min`; returns the last value seen.
+pub fn wait_for_metric(port: u16, series: &str, min: f64) -> Option<f64> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let v = metric(port, series);
+        if v.is_some_and(|v| v >= min) || Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
