@@ -14,8 +14,7 @@ use std::time::Instant;
 use opencv::core::Mat;
 use opencv::prelude::*;
 use opencv::videoio::{VideoCapture, CAP_FFMPEG};
-use streamclassd::config::ChannelOrder;
-use streamclassd::preprocess::{Geometry, Interpolation, Layout, PreprocessSpec, Preprocessor};
+use streamclassd::preprocess::{Geometry, Layout, PreprocessSpec, Preprocessor, Preset};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -44,11 +43,8 @@ fn main() -> anyhow::Result<()> {
             resize_shorter: 256,
         },
         crop: 224,
-        interpolation: Interpolation::Bilinear,
-        scale: 1.0 / 255.0,
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-        channel_order: ChannelOrder::Rgb,
+        interpolation: Preset::Torchvision.values().interpolation,
+        normalize: Preset::Torchvision.values().normalize,
         layout: Layout::Nchw,
     };
     let mut pre = Preprocessor::new(spec);

@@ -24,6 +24,7 @@
 //! changes on SIGHUP), [`service`] (systemd), [`metrics`] and [`admin`] (Prometheus, health).
 
 pub mod admin;
+pub mod backoff;
 pub mod capture;
 pub mod config;
 pub mod inference;
@@ -34,7 +35,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod pool;
 pub mod preprocess;
+pub mod problems;
 pub mod publish;
-pub mod reload;
 pub mod service;
 pub mod status;

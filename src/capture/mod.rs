@@ -9,8 +9,10 @@
 //! Every open and read is bounded in time (OpenCV's open/read timeouts). A live source that
 //! fails or stalls is released and reopened with capped, jittered exponential backoff.
 
+mod config;
 mod source;
 
+pub use config::{check_unique_ids, CameraConfig, RawCamera};
 pub use source::{redact_url, scrub, Device, Source};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,7 @@ use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
-use crate::config::CameraConfig;
+use crate::backoff::Backoff;
 use crate::messages::Frame;
 use crate::pool::Pool;
 use crate::service::Beat;
@@ -109,34 +111,6 @@ impl FpsGate {
             self.next_due = t + interval;
         }
         true
-    }
-}
-
-/// Capped exponential backoff with jitter (each delay is 50-100% of the nominal one).
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let nominal = self.next;
-        self.next = (self.next * 2).min(self.max);
-        nominal.mul_f64(0.5 + fastrand::f64() * 0.5)
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.initial;
     }
 }
 
@@ -434,18 +408,6 @@ mod tests {
         assert!(gate.admit(10.0));
         assert!(!gate.admit(10.5));
         assert!(gate.admit(11.0));
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
-        let nominal = [100u64, 200, 400, 800, 800];
-        for n in nominal {
-            let d = b.next_delay().as_millis() as u64;
-            assert!(d >= n / 2 && d <= n, "{d} not within 50-100% of {n}");
-        }
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 
     #[test]

@@ -1,4 +1,9 @@
 use super::*;
+use crate::capture::Source;
+use crate::inference::{ExecutionProvider, Threads};
+use crate::labels::LabelsSource;
+use crate::preprocess::{ChannelOrder, IMAGENET_MEAN, IMAGENET_STD};
+use crate::publish::Qos;
 
 const BASE: &str = "/etc/streamclassd";
 
@@ -36,7 +41,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.mqtt.host, "127.0.0.1");
     assert_eq!(c.mqtt.port, 1883);
     assert_eq!(c.mqtt.topic_prefix, "streamclassd");
-    assert_eq!(c.mqtt.qos, 1);
+    assert_eq!(c.mqtt.qos, Qos::AtLeastOnce);
     assert!(c.mqtt.client_id.starts_with("streamclassd-"));
     assert_eq!(c.model.path, Path::new("/etc/streamclassd/m.onnx"));
     assert_eq!(c.model.name, "m");
@@ -49,9 +54,9 @@ fn minimal_config_gets_documented_defaults() {
     assert!(!c.model.provider.fallback_to_cpu);
     let p = &c.model.preprocess;
     assert_eq!((p.resize_shorter, p.crop), (None, None));
-    assert_eq!(p.mean, IMAGENET_MEAN);
-    assert_eq!(p.std, IMAGENET_STD);
-    assert_eq!(p.channel_order, ChannelOrder::Rgb);
+    assert_eq!(p.normalize.mean, IMAGENET_MEAN);
+    assert_eq!(p.normalize.std, IMAGENET_STD);
+    assert_eq!(p.normalize.channel_order, ChannelOrder::Rgb);
     assert_eq!(c.cameras.len(), 1);
     assert_eq!(
         c.cameras[0].source,
@@ -202,7 +207,7 @@ fps = 2.5
     );
     let p = &c.model.preprocess;
     assert_eq!((p.resize_shorter, p.crop), (Some(256), Some(224)));
-    assert_eq!(p.channel_order, ChannelOrder::Bgr);
+    assert_eq!(p.normalize.channel_order, ChannelOrder::Bgr);
     assert!(c.cameras[0].source.is_live());
     assert_eq!(c.cameras[0].fps, 2.5);
 }

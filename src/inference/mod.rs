@@ -5,6 +5,7 @@
 //! probabilities (softmax only when the model does not already output a distribution) and
 //! keeps the top k.
 
+mod config;
 pub mod model;
 pub mod topk;
 pub mod turns;
@@ -16,13 +17,13 @@ use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::config::ModelConfig;
 use crate::messages::{Classification, Latency, ModelInfo, Prepared, Scored};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::preprocess::PreprocessSpec;
 use crate::service::Beat;
 use crate::status::StatusBoard;
+pub use config::{ExecutionProvider, ModelConfig, ProviderConfig, RawModel, Threads};
 pub use model::{load_runtime, BatchDim, Element, ModelError, ModelIo, Runtime};
 use turns::Turns;
 

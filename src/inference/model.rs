@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 
-use crate::config::{ExecutionProvider, ModelConfig, PreprocessConfig, ProviderConfig};
-use crate::preprocess::{Geometry, Layout, PreprocessSpec, ResizeMode};
+use super::config::{ExecutionProvider, ModelConfig, ProviderConfig};
+use crate::preprocess::{Geometry, Layout, PreprocessConfig, PreprocessSpec, ResizeMode};
 
 /// Environment variable naming the ONNX Runtime shared library (as `ort` reads it).
 pub const ORT_LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
@@ -333,10 +333,7 @@ pub fn resolve_preprocess(
         geometry,
         crop,
         interpolation: cfg.interpolation,
-        scale: cfg.scale,
-        mean: cfg.mean,
-        std: cfg.std,
-        channel_order: cfg.channel_order,
+        normalize: cfg.normalize,
         layout: io.layout,
     })
 }

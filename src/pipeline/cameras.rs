@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::capture::{Capture, CaptureEnd, FrameSink};
-use crate::config::CameraConfig;
+use crate::capture::{CameraConfig, Capture, CaptureEnd, FrameSink};
 use crate::inference::Control;
 use crate::pool::Pool;
 use crate::preprocess::{self, SpecCell};

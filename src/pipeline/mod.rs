@@ -5,7 +5,7 @@
 //! capture-<cam> ─[...]───────────────────────▶ pre-<cam> ─[0: block]─┴▶ inference ─[256: block]─▶ publish
 //! ```
 //! Cameras are started and stopped one by one (at start-up and by a reload, see
-//! [`crate::reload`]): each camera's inference edge reaches the inference thread over its
+//! [`reload`]): each camera's inference edge reaches the inference thread over its
 //! control channel, which also carries a reloaded model.
 //! Start-up checks everything that can be checked before a camera is opened: file sources
 //! exist, the ONNX Runtime library loads, the model loads and runs once, the labels match
@@ -29,17 +29,17 @@ use crate::pool::Pool;
 use crate::preprocess::SpecCell;
 use crate::publish::spool::{Restored, Spool};
 use crate::publish::{PublishReport, Publisher};
-use crate::reload::ModelFiles;
 use crate::service::{Liveness, Notifier};
 use crate::status::StatusBoard;
+use reload::plan::ModelFiles;
 
 mod cameras;
-mod reloader;
+mod reload;
 mod startup;
 mod summary;
 
 use cameras::Cameras;
-use reloader::Reloader;
+use reload::Reloader;
 use startup::{check_sources, password, tls_material};
 pub use startup::{load_model, LoadedModel};
 pub use summary::{CameraSummary, StageMs, Summary};
@@ -203,10 +203,10 @@ pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Sum
         restored,
         metrics: metrics.clone(),
         beat: liveness.stage("publish", Duration::from_secs(30)),
-        discovery: cfg.homeassistant.as_ref().map(|(prefix, node)| {
+        discovery: cfg.homeassistant.as_ref().map(|ha| {
             crate::publish::homeassistant::Discovery {
-                discovery_prefix: prefix.clone(),
-                node_id: node.clone(),
+                discovery_prefix: ha.discovery_prefix.clone(),
+                node_id: ha.node_id.clone(),
                 topic_prefix: cfg.mqtt.topic_prefix.clone(),
                 model: cfg.model.name.clone(),
                 // Cameras join as the publisher sees them on the status board.

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::capture::Source;
-use crate::config::{CameraConfig, Config, ModelConfig, PasswordSource};
-use crate::inference::{InferenceWorker, Runtime};
+use crate::capture::{CameraConfig, Source};
+use crate::config::Config;
+use crate::inference::{InferenceWorker, ModelConfig, Runtime};
 use crate::labels::Labels;
 use crate::messages::ModelInfo;
 use crate::preprocess::PreprocessSpec;
 use crate::publish::client::TlsMaterial;
+use crate::publish::PasswordSource;
 
 use super::RunError;
 

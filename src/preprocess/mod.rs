@@ -15,6 +15,7 @@
 //! [`Preprocessor::run_into`] is the whole stage for one frame and is what the unit tests
 //! call; [`run`] is the thread loop around it.
 
+mod config;
 pub mod preset;
 pub mod resample;
 
@@ -26,12 +27,12 @@ use crossbeam_channel::{select, Receiver, Sender};
 use opencv::core::Mat;
 use opencv::prelude::*;
 
-use crate::config::ChannelOrder;
 use crate::messages::{Frame, Prepared};
 use crate::pool::Pool;
 use crate::service::Beat;
 use crate::status::StatusBoard;
-pub use preset::{Preset, ResizeMode};
+pub use config::{PreprocessConfig, RawPreprocess};
+pub use preset::{ChannelOrder, Normalize, Preset, ResizeMode, IMAGENET_MEAN, IMAGENET_STD};
 pub use resample::Interpolation;
 use resample::{Resampler, View, Window};
 
@@ -57,11 +58,7 @@ pub struct PreprocessSpec {
     pub geometry: Geometry,
     pub crop: u32,
     pub interpolation: Interpolation,
-    /// Multiplies each 0..255 pixel before `mean`/`std` (1/255 for 0..1 models).
-    pub scale: f32,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    pub channel_order: ChannelOrder,
+    pub normalize: Normalize,
     pub layout: Layout,
 }
 
@@ -195,16 +192,17 @@ pub fn normalize_into(pixels: &[u8], spec: &PreprocessSpec, out: &mut [f32]) {
     let plane = spec.crop as usize * spec.crop as usize;
     debug_assert_eq!(out.len(), 3 * plane);
     debug_assert_eq!(pixels.len(), 3 * plane);
+    let n = &spec.normalize;
     // Output channel c reads source byte `src[c]` of each BGR pixel.
-    let src: [usize; 3] = match spec.channel_order {
+    let src: [usize; 3] = match n.channel_order {
         ChannelOrder::Rgb => [2, 1, 0],
         ChannelOrder::Bgr => [0, 1, 2],
     };
     let mut mul = [0f32; 3];
     let mut add = [0f32; 3];
     for c in 0..3 {
-        mul[c] = spec.scale / spec.std[c];
-        add[c] = -spec.mean[c] / spec.std[c];
+        mul[c] = n.scale / n.std[c];
+        add[c] = -n.mean[c] / n.std[c];
     }
     match spec.layout {
         Layout::Nchw => {
@@ -492,10 +490,12 @@ mod tests {
             geometry,
             crop,
             interpolation: Interpolation::Bilinear,
-            scale: 1.0 / 255.0,
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-            channel_order: order,
+            normalize: Normalize {
+                channel_order: order,
+                scale: 1.0 / 255.0,
+                mean: [0.485, 0.456, 0.406],
+                std: [0.229, 0.224, 0.225],
+            },
             layout,
         }
     }
@@ -574,7 +574,8 @@ mod tests {
             ChannelOrder::Rgb,
             Layout::Nchw,
         );
-        let expect = |v: u8, c: usize| (f32::from(v) / 255.0 - s.mean[c]) / s.std[c];
+        let n = s.normalize;
+        let expect = |v: u8, c: usize| (f32::from(v) / 255.0 - n.mean[c]) / n.std[c];
         let mut out = vec![0f32; 12];
         normalize_into(&px, &s, &mut out);
         for i in 0..4u8 {
@@ -592,10 +593,12 @@ mod tests {
         assert!((out[5] - expect(10, 2)).abs() < 1e-5);
         // Caffe-style: BGR, 0..255 minus mean.
         let caffe = PreprocessSpec {
-            channel_order: ChannelOrder::Bgr,
-            scale: 1.0,
-            mean: [100.0, 110.0, 120.0],
-            std: [1.0, 1.0, 1.0],
+            normalize: Normalize {
+                channel_order: ChannelOrder::Bgr,
+                scale: 1.0,
+                mean: [100.0, 110.0, 120.0],
+                std: [1.0, 1.0, 1.0],
+            },
             ..s
         };
         normalize_into(&px, &caffe, &mut out);
@@ -614,7 +617,7 @@ mod tests {
         pre.run_into(&image, &mut out).expect("preprocess");
         let plane = 28 * 28;
         for (c, v) in [90.0f32, 60.0, 30.0].into_iter().enumerate() {
-            let want = (v / 255.0 - s.mean[c]) / s.std[c];
+            let want = (v / 255.0 - s.normalize.mean[c]) / s.normalize.std[c];
             assert!(out[c * plane..(c + 1) * plane]
                 .iter()
                 .all(|x| (x - want).abs() < 1e-5));
@@ -628,11 +631,15 @@ mod tests {
         let bgr: Vec<u8> = (0..4)
             .flat_map(|_| (0..8u8).flat_map(|x| [10 * x; 3]))
             .collect();
+        let base = torchvision(4, 4);
         let s = PreprocessSpec {
-            scale: 1.0,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            ..torchvision(4, 4)
+            normalize: Normalize {
+                scale: 1.0,
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                ..base.normalize
+            },
+            ..base
         };
         let mut out = vec![0f32; s.tensor_len()];
         Preprocessor::new(s)

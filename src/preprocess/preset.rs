@@ -5,7 +5,27 @@
 use serde::Deserialize;
 
 use super::resample::Interpolation;
-use crate::config::ChannelOrder;
+
+/// Channel order of the model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    /// Red, green, blue (torchvision and most exports).
+    Rgb,
+    /// Blue, green, red (caffe-style models; OpenCV's native order).
+    Bgr,
+}
+
+/// How 8-bit BGR pixels become model input values: reordered to `channel_order`, then
+/// `(pixel × scale − mean) / std` per channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalize {
+    pub channel_order: ChannelOrder,
+    /// Multiplies each 0..255 pixel before `mean`/`std` (1/255 for 0..1 models).
+    pub scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
 
 /// Order of the resize and the center crop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -42,10 +62,7 @@ pub struct PresetValues {
     pub interpolation: Interpolation,
     /// Ratio of crop to resized shorter side (224/256 for all presets).
     pub crop_ratio: f64,
-    pub scale: f32,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    pub channel_order: ChannelOrder,
+    pub normalize: Normalize,
 }
 
 /// ImageNet mean and standard deviation (RGB, 0..1), as torchvision normalizes.
@@ -59,28 +76,34 @@ impl Preset {
                 mode: ResizeMode::ResizeCrop,
                 interpolation: Interpolation::Bilinear,
                 crop_ratio: 224.0 / 256.0,
-                scale: 1.0 / 255.0,
-                mean: IMAGENET_MEAN,
-                std: IMAGENET_STD,
-                channel_order: ChannelOrder::Rgb,
+                normalize: Normalize {
+                    channel_order: ChannelOrder::Rgb,
+                    scale: 1.0 / 255.0,
+                    mean: IMAGENET_MEAN,
+                    std: IMAGENET_STD,
+                },
             },
             Preset::Caffe => PresetValues {
                 mode: ResizeMode::ResizeCrop,
                 interpolation: Interpolation::Bilinear,
                 crop_ratio: 224.0 / 256.0,
-                scale: 1.0,
-                mean: [103.939, 116.779, 123.68],
-                std: [1.0, 1.0, 1.0],
-                channel_order: ChannelOrder::Bgr,
+                normalize: Normalize {
+                    channel_order: ChannelOrder::Bgr,
+                    scale: 1.0,
+                    mean: [103.939, 116.779, 123.68],
+                    std: [1.0, 1.0, 1.0],
+                },
             },
             Preset::TfEfficientnetLite => PresetValues {
                 mode: ResizeMode::CropResize,
                 interpolation: Interpolation::Bicubic,
                 crop_ratio: 224.0 / 256.0,
-                scale: 1.0,
-                mean: [127.0, 127.0, 127.0],
-                std: [128.0, 128.0, 128.0],
-                channel_order: ChannelOrder::Rgb,
+                normalize: Normalize {
+                    channel_order: ChannelOrder::Rgb,
+                    scale: 1.0,
+                    mean: [127.0, 127.0, 127.0],
+                    std: [128.0, 128.0, 128.0],
+                },
             },
         }
     }

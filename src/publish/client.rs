@@ -11,8 +11,8 @@ use rumqttc::v5::mqttbytes::v5 as m5;
 use rumqttc::v5::mqttbytes::QoS as QoS5;
 use rumqttc::{ConnectReturnCode, Outgoing, Packet, QoS};
 
+use super::config::{MqttConfig, MqttProtocol, Qos};
 use super::outbox::OutMsg;
-use crate::config::{MqttConfig, MqttProtocol};
 
 /// What the event loop reported, reduced to what the publisher acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,19 +74,19 @@ pub struct Connect<'a> {
     pub capacity: usize,
 }
 
-fn qos(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
+fn qos(q: Qos) -> QoS {
+    match q {
+        Qos::AtMostOnce => QoS::AtMostOnce,
+        Qos::AtLeastOnce => QoS::AtLeastOnce,
+        Qos::ExactlyOnce => QoS::ExactlyOnce,
     }
 }
 
-fn qos5(level: u8) -> QoS5 {
-    match level {
-        0 => QoS5::AtMostOnce,
-        1 => QoS5::AtLeastOnce,
-        _ => QoS5::ExactlyOnce,
+fn qos5(q: Qos) -> QoS5 {
+    match q {
+        Qos::AtMostOnce => QoS5::AtMostOnce,
+        Qos::AtLeastOnce => QoS5::AtLeastOnce,
+        Qos::ExactlyOnce => QoS5::ExactlyOnce,
     }
 }
 

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use super::config::Qos;
 use super::outbox::OutMsg;
 
 /// What discovery needs to know.
@@ -96,7 +97,7 @@ impl Discovery {
                 out.push(OutMsg {
                     topic,
                     payload: config.to_string().into_bytes(),
-                    qos: 1,
+                    qos: Qos::AtLeastOnce,
                     retain: true,
                     camera: None,
                 });

@@ -15,6 +15,7 @@
 //! whatever is left is written to the spool (`[mqtt] spool_dir`) or reported as lost.
 
 pub mod client;
+mod config;
 pub mod debounce;
 pub mod homeassistant;
 pub mod outbox;
@@ -29,14 +30,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver};
 use tokio::sync::{watch, Notify};
 
-use crate::capture::Backoff;
-use crate::config::MqttConfig;
+use crate::backoff::Backoff;
 use crate::messages::Classification;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::service::Beat;
 use crate::status::StatusBoard;
 use client::{Client, Connect, Connection, NetEvent};
+pub use config::{
+    HomeAssistantConfig, MqttConfig, MqttProtocol, PasswordSource, Qos, RawHomeAssistant, RawMqtt,
+    TlsConfig,
+};
 use outbox::{OutMsg, Outbox};
 use spool::{Restored, Spool};
 
@@ -225,7 +229,7 @@ impl Publisher {
                             let _ = shared.outbox().push(OutMsg {
                                 topic: format!("{}/{id}/label", self.mqtt.topic_prefix),
                                 payload: payload::encode_label(&c, id, index, &c.model.labels),
-                                qos: 1,
+                                qos: Qos::AtLeastOnce,
                                 retain: true,
                                 camera: Some(cam),
                             });
@@ -306,7 +310,7 @@ impl Publisher {
         shared.outbox().push_urgent(OutMsg {
             topic: self.status_topic(),
             payload: b"offline".to_vec(),
-            qos: 1,
+            qos: Qos::AtLeastOnce,
             retain: true,
             camera: None,
         });
@@ -387,7 +391,7 @@ impl Publisher {
         shared.outbox().push_urgent(OutMsg {
             topic: format!("{}/stats", self.mqtt.topic_prefix),
             payload: payload::encode_stats(&cams, started.elapsed().as_secs(), depth),
-            qos: 1,
+            qos: Qos::AtLeastOnce,
             retain: true,
             camera: None,
         });
@@ -463,7 +467,7 @@ impl Publisher {
                     outbox.push_urgent(OutMsg {
                         topic,
                         payload: Vec::new(),
-                        qos: 1,
+                        qos: Qos::AtLeastOnce,
                         retain: true,
                         camera: None,
                     });
@@ -542,7 +546,7 @@ impl Publisher {
             shared.outbox().push_urgent(OutMsg {
                 topic: format!("{}/{}/status", self.mqtt.topic_prefix, cam.id),
                 payload: payload::encode_status(&status),
-                qos: 1,
+                qos: Qos::AtLeastOnce,
                 retain: true,
                 camera: None,
             });
@@ -652,7 +656,7 @@ async fn drive(d: Driver, mut stop: watch::Receiver<bool>) {
                     shared.outbox().push_urgent(OutMsg {
                         topic: status_topic.clone(),
                         payload: b"online".to_vec(),
-                        qos: 1,
+                        qos: Qos::AtLeastOnce,
                         retain: true,
                         camera: None,
                     });

@@ -17,12 +17,14 @@
 
 use std::collections::VecDeque;
 
+use super::config::Qos;
+
 /// One MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutMsg {
     pub topic: String,
     pub payload: Vec<u8>,
-    pub qos: u8,
+    pub qos: Qos,
     pub retain: bool,
     /// The camera a label message belongs to (for drop accounting); `None` for status.
     pub camera: Option<usize>,
@@ -101,7 +103,7 @@ impl Outbox {
             return; // a resend after reconnect
         }
         if let Some(m) = self.handed.pop_front() {
-            if m.qos > 0 && pkid != 0 {
+            if m.qos != Qos::AtMostOnce && pkid != 0 {
                 self.awaiting.push_back((pkid, m));
             }
         }
@@ -156,7 +158,7 @@ mod tests {
         OutMsg {
             topic: format!("p/{cam}/labels"),
             payload: vec![n],
-            qos: 1,
+            qos: Qos::AtLeastOnce,
             retain: false,
             camera: Some(cam),
         }
@@ -166,7 +168,7 @@ mod tests {
         OutMsg {
             topic: topic.into(),
             payload: text.as_bytes().to_vec(),
-            qos: 1,
+            qos: Qos::AtLeastOnce,
             retain: true,
             camera: None,
         }
@@ -217,7 +219,7 @@ mod tests {
     fn qos0_is_done_once_written() {
         let mut o = Outbox::new(10, 1);
         o.push(OutMsg {
-            qos: 0,
+            qos: Qos::AtMostOnce,
             ..label(0, 1)
         });
         o.next_to_send(4);

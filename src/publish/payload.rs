@@ -183,7 +183,7 @@ pub fn encode_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LabelsSource;
+    use crate::labels::LabelsSource;
     use crate::messages::{FrameMeta, Latency, ModelInfo, Scored};
     use std::sync::Arc;
     use std::time::{Duration, Instant, UNIX_EPOCH};

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::config::Qos;
 use super::outbox::OutMsg;
 
 const OUTBOX: &str = "outbox.jsonl";
@@ -74,13 +75,15 @@ impl Spool {
             Ok(text) => {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     match serde_json::from_str::<Line>(line) {
-                        Ok(l) if l.qos <= 2 => restored.messages.push(OutMsg {
-                            camera: l.camera.as_deref().and_then(&camera_index),
-                            topic: l.topic,
-                            payload: l.payload.into_bytes(),
-                            qos: l.qos,
-                            retain: l.retain,
-                        }),
+                        Ok(l) if Qos::from_level(l.qos).is_some() => {
+                            restored.messages.push(OutMsg {
+                                camera: l.camera.as_deref().and_then(&camera_index),
+                                qos: Qos::from_level(l.qos).unwrap_or(Qos::AtLeastOnce),
+                                topic: l.topic,
+                                payload: l.payload.into_bytes(),
+                                retain: l.retain,
+                            })
+                        }
                         _ => restored.unreadable += 1,
                     }
                 }
@@ -113,7 +116,7 @@ impl Spool {
         for m in messages {
             let line = Line {
                 topic: m.topic.clone(),
-                qos: m.qos,
+                qos: m.qos.level(),
                 retain: m.retain,
                 camera: m.camera.map(&camera_id),
                 payload: String::from_utf8_lossy(&m.payload).into_owned(),
@@ -141,7 +144,7 @@ mod tests {
         OutMsg {
             topic: format!("p/c{cam}/labels"),
             payload: text.as_bytes().to_vec(),
-            qos: 1,
+            qos: Qos::AtLeastOnce,
             retain: false,
             camera: Some(cam),
         }

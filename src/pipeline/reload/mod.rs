@@ -1,4 +1,14 @@
-//! Applying a reload to the running pipeline (see [`crate::reload`] for what changes).
+//! Hot reload (SIGHUP, `systemctl reload`): [`plan`] works out what a new configuration
+//! changes, [`Reloader`] applies it to the running pipeline.
+//!
+//! The pipeline re-reads its file and, only when the whole new configuration is valid,
+//! applies the difference: cameras added, removed or changed start and stop alone, and a
+//! changed model (its settings, or its file or labels rewritten in place) is loaded and
+//! warmed up before it replaces the running one. Settings the running process cannot
+//! change (the broker connection, the admin listener, Home Assistant, logging) are
+//! reported as needing a restart and otherwise ignored.
+
+pub mod plan;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,8 +18,8 @@ use std::thread::JoinHandle;
 use crate::config::Config;
 use crate::inference::{Control, Runtime, Serving};
 use crate::metrics::Metrics;
-use crate::reload::{ModelFiles, Plan};
 use crate::service::Notifier;
+use plan::{ModelFiles, Plan};
 
 use super::cameras::Cameras;
 use super::startup::{check_sources, load_model, LoadedModel};

@@ -1,16 +1,13 @@
-//! Hot reload (SIGHUP, `systemctl reload`): what a new configuration changes.
-//!
-//! The pipeline re-reads its file and, only when the whole new configuration is valid,
-//! applies the difference: cameras added, removed or changed start and stop alone, and a
-//! changed model (its settings, or its file or labels rewritten in place) is loaded and
-//! warmed up before it replaces the running one. Settings the running process cannot
-//! change (the broker connection, the admin listener, Home Assistant, logging) are
-//! reported as needing a restart and otherwise ignored.
+//! What a new configuration changes: cameras added, removed and changed, whether the
+//! model must be loaded again, and which sections only take effect at a restart.
 
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::config::{CameraConfig, Config, LabelsSource, ModelConfig};
+use crate::capture::CameraConfig;
+use crate::config::Config;
+use crate::inference::ModelConfig;
+use crate::labels::LabelsSource;
 
 /// The difference between the running configuration and a new one.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -58,6 +55,7 @@ impl Plan {
     }
 
     /// Nothing to apply.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && !self.model
     }

@@ -1,0 +1,126 @@
+//! `[[camera]]`: the file's section as written ([`RawCamera`]) and the checked
+//! [`CameraConfig`] a capture thread runs with.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Source;
+use crate::problems::Problems;
+
+/// One `[[camera]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCamera {
+    /// Identifier used in topics: `[A-Za-z0-9_-]+`, unique.
+    pub id: String,
+    /// An RTSP/HTTP URL, a V4L2 device (`/dev/video0` or an index such as `"0"`), or a file.
+    pub source: String,
+    /// Frames per second to classify; 0 classifies every frame.
+    #[serde(default)]
+    pub fps: f64,
+    /// Files only: read at the video's own frame rate, like a live camera (no frame lost).
+    #[serde(default)]
+    pub realtime: bool,
+    /// A live source that delivers no frame for this long is reopened (state `stalled`).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_s: f64,
+    /// Longest time opening a source may take.
+    #[serde(default = "default_open_timeout")]
+    pub open_timeout_s: f64,
+    /// Cap of the exponential backoff between reopen attempts.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_s: f64,
+}
+
+fn default_stall_timeout() -> f64 {
+    5.0
+}
+fn default_open_timeout() -> f64 {
+    10.0
+}
+fn default_reconnect_max() -> f64 {
+    30.0
+}
+
+/// One camera, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraConfig {
+    pub id: String,
+    pub source: Source,
+    /// Frames per second to classify; 0 = every frame.
+    pub fps: f64,
+    /// File sources: pace reading at the video's frame rate.
+    pub realtime: bool,
+    pub stall_timeout: Duration,
+    pub open_timeout: Duration,
+    pub reconnect_max: Duration,
+}
+
+impl RawCamera {
+    /// Checks `camera[i]`; relative file sources are joined to `base`.
+    pub fn check(self, i: usize, base: &Path, p: &mut Problems) -> Option<CameraConfig> {
+        let field = |name: &str| format!("camera[{i}].{name}");
+        let mut ok = true;
+        let id_ok = (1..=64).contains(&self.id.len())
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !id_ok {
+            p.add(
+                field("id"),
+                format!("{:?} must be 1 to 64 characters of [A-Za-z0-9_-]", self.id),
+            );
+            ok = false;
+        }
+        if self.source.trim().is_empty() {
+            p.add(field("source"), "must not be empty");
+            ok = false;
+        }
+        if !self.fps.is_finite() || self.fps < 0.0 || self.fps > 1000.0 {
+            p.add(
+                field("fps"),
+                format!("{} must be between 0 (every frame) and 1000", self.fps),
+            );
+            ok = false;
+        }
+        let source = Source::parse(&self.source, base);
+        if self.realtime && source.is_live() {
+            p.add(
+                field("realtime"),
+                "only for file sources (live sources are real time already)",
+            );
+            ok = false;
+        }
+        let stall = p.seconds(&field("stall_timeout_s"), self.stall_timeout_s, 0.5, 600.0);
+        let open = p.seconds(&field("open_timeout_s"), self.open_timeout_s, 0.5, 600.0);
+        let reconnect = p.seconds(&field("reconnect_max_s"), self.reconnect_max_s, 1.0, 3600.0);
+        let (Some(stall_timeout), Some(open_timeout), Some(reconnect_max)) =
+            (stall, open, reconnect)
+        else {
+            return None;
+        };
+        ok.then_some(CameraConfig {
+            source,
+            id: self.id,
+            fps: self.fps,
+            realtime: self.realtime,
+            stall_timeout,
+            open_timeout,
+            reconnect_max,
+        })
+    }
+}
+
+/// Camera ids must be unique; `cameras` pairs each valid camera with its index in the file.
+pub fn check_unique_ids(cameras: &[(usize, CameraConfig)], p: &mut Problems) {
+    let mut seen = HashSet::new();
+    for (i, c) in cameras {
+        if !seen.insert(c.id.as_str()) {
+            p.add(format!("camera[{i}].id"), format!("duplicate {:?}", c.id));
+        }
+    }
+}

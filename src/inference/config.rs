@@ -1,0 +1,207 @@
+//! `[model]`: the section as written ([`RawModel`]) and the checked [`ModelConfig`]:
+//! which ONNX model, its labels, and how ONNX Runtime runs it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::labels::LabelsSource;
+use crate::preprocess::{PreprocessConfig, RawPreprocess};
+use crate::problems::Problems;
+
+/// `[model]`: the ONNX classifier and how frames are prepared for it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    /// Path of the `.onnx` file (relative paths are relative to the config file).
+    pub path: String,
+    /// Name reported in every payload; defaults to the model file's stem.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `"imagenet"` for the built-in ImageNet-1k names, or a file with one label per line.
+    #[serde(default = "default_labels")]
+    pub labels: String,
+    /// How many labels each message carries.
+    #[serde(default = "default_top_k")]
+    pub top_k: i64,
+    /// ONNX Runtime intra-op threads: a number, or `"auto"` (see `Threads::resolve`).
+    #[serde(default = "default_threads")]
+    pub threads: RawThreads,
+    /// Where the model runs: `cpu` (default), `cuda` or `tensorrt`.
+    #[serde(default)]
+    pub execution_provider: ExecutionProvider,
+    /// GPU to use (CUDA device ordinal).
+    #[serde(default)]
+    pub device_id: i64,
+    /// TensorRT: build FP16 engines.
+    #[serde(default)]
+    pub fp16: bool,
+    /// TensorRT: directory where built engines are kept and reused across starts.
+    pub engine_cache_dir: Option<String>,
+    /// When the execution provider cannot be used: `false` (default) refuses to start,
+    /// `true` logs a warning and runs on the CPU.
+    #[serde(default)]
+    pub fallback_to_cpu: bool,
+    /// Largest batch the inference worker forms from frames that are waiting.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: i64,
+    /// Preprocessing; defaults to torchvision's ResNet evaluation recipe.
+    #[serde(default)]
+    pub preprocess: RawPreprocess,
+}
+
+/// `threads = 2` or `threads = "auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawThreads {
+    Count(i64),
+    Word(String),
+}
+
+fn default_labels() -> String {
+    "imagenet".to_owned()
+}
+fn default_top_k() -> i64 {
+    5
+}
+fn default_threads() -> RawThreads {
+    RawThreads::Count(2)
+}
+fn default_max_batch() -> i64 {
+    4
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub path: PathBuf,
+    pub name: String,
+    pub labels: LabelsSource,
+    pub top_k: usize,
+    pub threads: Threads,
+    pub provider: ProviderConfig,
+    pub max_batch: usize,
+    pub preprocess: PreprocessConfig,
+}
+
+/// ONNX Runtime's intra-op thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    Count(usize),
+    /// Chosen from the CPUs this process may use (see [`Threads::resolve`]).
+    Auto,
+}
+
+impl Threads {
+    /// The thread count. `auto`: every CPU up to two; beyond two, one CPU is left to the
+    /// cameras' decode and preprocess threads (measured on 2 CPUs with ResNet-50: 2
+    /// threads 14.5 frames/s end to end vs 9.6 with 1, but beside a decoder that keeps a
+    /// CPU busy 2 threads fall to 7.2 frames/s, below 1 thread's 9.3), at most 16.
+    pub fn resolve(self) -> usize {
+        match self {
+            Threads::Count(n) => n,
+            Threads::Auto => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cpus <= 2 {
+                    cpus
+                } else {
+                    (cpus - 1).min(16)
+                }
+            }
+        }
+    }
+}
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    Cuda,
+    TensorRt,
+}
+
+/// The execution provider and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub kind: ExecutionProvider,
+    pub device_id: i32,
+    /// TensorRT FP16 engines.
+    pub fp16: bool,
+    /// TensorRT engine cache.
+    pub engine_cache_dir: Option<PathBuf>,
+    /// Run on the CPU (with a warning) when the provider cannot be used.
+    pub fallback_to_cpu: bool,
+}
+
+impl RawModel {
+    /// Checks `[model]`; relative paths are joined to `base`.
+    pub fn check(self, base: &Path, p: &mut Problems) -> Option<ModelConfig> {
+        if self.path.is_empty() {
+            p.add("model.path", "must name an .onnx file");
+        }
+        let path = base.join(&self.path);
+        let name = self.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".to_owned())
+        });
+        let labels = match self.labels.as_str() {
+            "imagenet" => LabelsSource::ImageNet,
+            "" => {
+                p.add(
+                    "model.labels",
+                    "must be \"imagenet\" or a path to a labels file",
+                );
+                LabelsSource::ImageNet
+            }
+            file => LabelsSource::File(base.join(file)),
+        };
+        let top_k = p.range("model.top_k", self.top_k, 1, 1000);
+        let threads = match self.threads {
+            RawThreads::Count(n) => p
+                .range("model.threads", n, 1, 256)
+                .map(|n| Threads::Count(n as usize)),
+            RawThreads::Word(w) if w == "auto" => Some(Threads::Auto),
+            RawThreads::Word(w) => {
+                p.add(
+                    "model.threads",
+                    format!("{w:?}: expected a number of threads or \"auto\""),
+                );
+                None
+            }
+        };
+        let device_id = p.range("model.device_id", self.device_id, 0, 255);
+        let tensorrt = self.execution_provider == ExecutionProvider::TensorRt;
+        if self.fp16 && !tensorrt {
+            p.add(
+                "model.fp16",
+                "only with execution_provider = \"tensorrt\" (for CUDA or the CPU, use a float16 model)",
+            );
+        }
+        if self.engine_cache_dir.is_some() && !tensorrt {
+            p.add(
+                "model.engine_cache_dir",
+                "only with execution_provider = \"tensorrt\"",
+            );
+        }
+        let max_batch = p.range("model.max_batch", self.max_batch, 1, 256);
+        let preprocess = self.preprocess.check(p);
+        Some(ModelConfig {
+            path,
+            name,
+            labels,
+            top_k: top_k? as usize,
+            threads: threads?,
+            provider: ProviderConfig {
+                kind: self.execution_provider,
+                device_id: device_id? as i32,
+                fp16: self.fp16,
+                engine_cache_dir: self.engine_cache_dir.map(|d| base.join(d)),
+                fallback_to_cpu: self.fallback_to_cpu,
+            },
+            max_batch: max_batch? as usize,
+            preprocess: preprocess?,
+        })
+    }
+}
