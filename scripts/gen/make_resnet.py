@@ -160,8 +160,9 @@ CAFFE2_FEATURES_NAME = "r173"  # output of the Reshape to [N, 2048], input of th
 CAFFE2_RESHAPE_CONST = "OC2_DUMMY_1"
 CAFFE2_FEATURE_DIM = 2048
 
-# producer_name of each flavour's files: the names of the two scripts this one replaced,
-# kept so that a seed still gives byte-identical files to the models written before.
+# producer_name of each flavour's files: the paths of the two scripts this one replaced
+# (before the generators moved to scripts/gen/), kept so that a seed still gives files
+# byte-identical to the models written before.
 PRODUCER = {"torchvision": "streamclassd scripts/make_resnet.py",
             "caffe2": "streamclassd scripts/make_resnet50.py"}
 
