@@ -35,7 +35,7 @@ cameras   1, 2, 4, 8, 16 live cameras (one RTSP server, 640x360 at 25 frames/s e
           first frame. ``--camera-counts``, ``--camera-models``, ``--camera-batches``
           pick a subset.
 int8      EfficientNet-Lite0 (real ImageNet weights) FP32 vs its static INT8 quantization
-          (scripts/quantize_int8.py, calibrated on even frames of the real-photo clip):
+          (scripts/gen/quantize_int8.py, calibrated on even frames of the real-photo clip):
           bare frames/s on 1 and 2 threads, and top-1 agreement with FP32 on the odd
           (held-out) frames.
 
@@ -508,7 +508,8 @@ def section_cameras(a, ctx) -> dict:
 
 
 def section_int8(a, ctx) -> dict:
-    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "scripts/gen"))
+    sys.dont_write_bytecode = True  # no scripts/gen/__pycache__ in the tree
     import numpy as np
     import onnxruntime as ort
     import quantize_int8 as q
@@ -516,7 +517,7 @@ def section_int8(a, ctx) -> dict:
     int8 = ctx["work"] / "efficientnet-lite0-int8.onnx"
     photos = ROOT / "target/test-fixtures/photos.mp4"
     log("INT8: quantizing EfficientNet-Lite0 (calibration: even frames of photos.mp4)")
-    subprocess.run([PY, str(ROOT / "scripts/quantize_int8.py"), str(fp32), str(int8), "--video",
+    subprocess.run([PY, str(ROOT / "scripts/gen/quantize_int8.py"), str(fp32), str(int8), "--video",
                     str(photos), "--preset", "tf-efficientnet-lite"], check=True,
                    stdout=subprocess.DEVNULL)
     name, nhwc = q.model_input(str(fp32))

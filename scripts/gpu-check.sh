@@ -4,6 +4,8 @@
 # Needs a GPU ONNX Runtime build (the onnxruntime-gpu wheel's libonnxruntime.so with its
 # provider libraries beside it, and CUDA/cuDNN of the major version it was built for):
 #   ORT_DYLIB_PATH=/path/to/onnxruntime/capi/libonnxruntime.so.1.xx scripts/gpu-check.sh [MODEL]
+# MODEL defaults to models/resnet50.onnx (torchvision's ResNet-50 with seeded random weights,
+# which scripts/bench writes with scripts/gen/make_resnet.py --depth 50).
 # Built binaries are used as they are (target/release): build them first on a machine
 # with the toolchain (cargo build --release --bin streamclassd --example ort_throughput).
 set -euo pipefail

@@ -8,7 +8,7 @@ contains one of them (see ``top1_ok``).  The photos ship inside the PyPI
 ``scikit-image`` wheel (``skimage.data``, no download needed; verified with
 scikit-image 0.26.0).
 
-Verified with models/efficientnet-lite0.onnx (scripts/make_efficientnet_lite0.py)
+Verified with models/efficientnet-lite0.onnx (scripts/gen/make_efficientnet_lite0.py)
 and the ``tf-efficientnet-lite`` preprocessing (``preprocess`` below), softmax of the
 logits, ONNX Runtime 1.32 CPU::
 

@@ -3,7 +3,7 @@
 
 Usage (after scripts/setup and scripts/fixtures)::
 
-    . scripts/env && .venv/bin/python scripts/soak.py --minutes 30 [--fps 10] [--chaos] [--model resnet50]
+    . scripts/env && .venv/bin/python bench/soak.py --minutes 30 [--fps 10] [--chaos] [--model resnet50]
 
 It starts a private mosquitto and two GStreamer RTSP servers (looping the photo clip) on
 loopback, runs the daemon with two RTSP cameras and the model (EfficientNet-Lite0 unless

@@ -24,7 +24,9 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests" / "reference"))
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository root, two folders up
+sys.path.insert(0, str(ROOT / "tests" / "reference"))
+sys.dont_write_bytecode = True  # no tests/reference/__pycache__ in the tree
 from photos import load_photos  # noqa: E402
 
 

@@ -59,7 +59,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository root, two folders up
 FP16_LOGIT_TOL = 0.05
 
 
@@ -115,6 +115,7 @@ def _finish(model: onnx.ModelProto, src: onnx.ModelProto, doc: str) -> onnx.Mode
     """Drop stale value_info, re-run shape inference, check, keep SRC's metadata."""
     del model.graph.value_info[:]
     model.ir_version = src.ir_version
+    # this script's path before scripts/gen/, kept so that the variants stay byte-identical
     model.producer_name = "streamclassd/scripts/make_model_variants.py"
     model.producer_version = "1"
     model.doc_string = doc
@@ -270,6 +271,7 @@ def _top5(row: np.ndarray) -> list[int]:
 def verify(src_path: str, paths: dict) -> tuple[list[str], list[str]]:
     """Returns (failures, notes)."""
     sys.path.insert(0, str(ROOT / "tests" / "reference"))
+    sys.dont_write_bytecode = True  # no tests/reference/__pycache__ in the tree
     from photos import load_photos, preprocess  # noqa: E402
 
     src = _session(pathlib.Path(src_path))

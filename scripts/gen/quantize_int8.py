@@ -79,8 +79,9 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository root, two folders up
 sys.path.insert(0, str(ROOT / "tests" / "reference"))
+sys.dont_write_bytecode = True  # no tests/reference/__pycache__ in the tree
 from classify import PRESETS, prepare  # noqa: E402  (the reference preprocessing itself)
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

@@ -414,6 +414,8 @@ class GraphBuilder:
             [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT,
                                            ["N", NUM_CLASSES])],
             self.inits)
+        # producer_name: this script's path before scripts/gen/, kept so that the file
+        # stays byte-identical to the models/efficientnet-lite0.onnx written before
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                                   producer_name="streamclassd scripts/make_efficientnet_lite0.py",
                                   producer_version="1")

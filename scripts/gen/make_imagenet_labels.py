@@ -44,7 +44,7 @@ import zipfile
 SYNSETS = "timm/data/_info/imagenet_synsets.txt"
 LEMMAS = "timm/data/_info/imagenet_synset_to_lemma.txt"
 DEFAULT_VERSION = "1.0.31"
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src",
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src",
                            "labels", "imagenet1k.txt")
 # spot checks of the standard ImageNet-1k order
 EXPECTED = {0: "tench", 1: "goldfish", 258: "Samoyed", 999: "toilet tissue"}
