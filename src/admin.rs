@@ -95,13 +95,5 @@ impl Admin {
 }
 
 fn state_name(state: Option<CameraState>) -> &'static str {
-    match state {
-        Some(CameraState::Starting) => "starting",
-        Some(CameraState::Streaming) => "streaming",
-        Some(CameraState::Reconnecting) => "reconnecting",
-        Some(CameraState::Stalled) => "stalled",
-        Some(CameraState::Failed) => "failed",
-        Some(CameraState::Finished) => "finished",
-        None => "unknown",
-    }
+    state.map_or("unknown", CameraState::as_str)
 }

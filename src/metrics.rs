@@ -54,15 +54,6 @@ struct Cameras {
     status: Arc<StatusBoard>,
 }
 
-const STATES: [(CameraState, &str); 6] = [
-    (CameraState::Starting, "starting"),
-    (CameraState::Streaming, "streaming"),
-    (CameraState::Reconnecting, "reconnecting"),
-    (CameraState::Stalled, "stalled"),
-    (CameraState::Failed, "failed"),
-    (CameraState::Finished, "finished"),
-];
-
 impl Collector for Cameras {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let active = self.status.active();
@@ -125,8 +116,8 @@ impl Collector for Cameras {
             probe.metric_type(),
         )?;
         for (id, s) in &snaps {
-            for (state, name) in STATES {
-                let labels = [("camera", *id), ("state", name)];
+            for state in CameraState::ALL {
+                let labels = [("camera", *id), ("state", state.as_str())];
                 ConstGauge::new(i64::from(s.state == state))
                     .encode(family.encode_family(&labels)?)?;
             }

@@ -13,8 +13,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::Serialize;
 
 /// What a camera is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CameraState {
     /// Opening the source for the first time.
     Starting,
@@ -28,6 +27,35 @@ pub enum CameraState {
     Failed,
     /// A file source reached its end.
     Finished,
+}
+
+impl CameraState {
+    pub const ALL: [CameraState; 6] = [
+        CameraState::Starting,
+        CameraState::Streaming,
+        CameraState::Reconnecting,
+        CameraState::Stalled,
+        CameraState::Failed,
+        CameraState::Finished,
+    ];
+
+    /// The state's name in payloads, metrics labels and the admin listener.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraState::Starting => "starting",
+            CameraState::Streaming => "streaming",
+            CameraState::Reconnecting => "reconnecting",
+            CameraState::Stalled => "stalled",
+            CameraState::Failed => "failed",
+            CameraState::Finished => "finished",
+        }
+    }
+}
+
+impl Serialize for CameraState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// Latest state and counters of one camera.
@@ -278,6 +306,33 @@ impl StatusBoard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_has_one_name_everywhere() {
+        let names: Vec<&str> = CameraState::ALL.iter().map(|s| s.as_str()).collect();
+        let json: Vec<String> = CameraState::ALL
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s)
+                    .expect("json")
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(names, json);
+        assert_eq!(
+            names,
+            [
+                "starting",
+                "streaming",
+                "reconnecting",
+                "stalled",
+                "failed",
+                "finished"
+            ]
+        );
+    }
 
     #[test]
     fn changes_bump_the_version_and_ring_once() {
