@@ -49,6 +49,9 @@ type GaugeDef = (
     fn(&crate::status::CameraStatus) -> f64,
 );
 
+/// One active camera's id and status at scrape time.
+type Snap<'a> = (&'a str, crate::status::CameraStatus);
+
 #[derive(Debug)]
 struct Cameras {
     status: Arc<StatusBoard>,
@@ -57,72 +60,95 @@ struct Cameras {
 impl Collector for Cameras {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let active = self.status.active();
-        let snaps: Vec<_> = active
+        let snaps: Vec<Snap<'_>> = active
             .iter()
             .filter_map(|(i, id)| self.status.snapshot(*i).map(|(_, s)| (id.as_ref(), s)))
             .collect();
-        let counters: [CounterDef; 4] = [
-            (
-                "streamclassd_frames_captured",
-                "Frames decoded from the source.",
-                |s| s.frames,
-            ),
-            (
-                "streamclassd_frames_classified",
-                "Frames classified and queued for the broker.",
-                |s| s.classified,
-            ),
-            (
-                "streamclassd_reconnects",
-                "Times the source was reopened after a failure or stall.",
-                |s| s.reconnects,
-            ),
-            (
-                "streamclassd_frames_dropped_busy",
-                "Frames dropped because the pipeline was busy (live sources).",
-                |s| s.dropped,
-            ),
-        ];
-        for (name, help, get) in counters {
-            let probe = ConstCounter::new(0u64);
-            let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
-            for (id, s) in &snaps {
-                let labels = [("camera", *id)];
-                ConstCounter::new(get(s)).encode(family.encode_family(&labels)?)?;
-            }
+        for encode in [counters, drops, states, rates, stage_seconds] {
+            encode(&mut encoder, &snaps)?;
         }
+        Ok(())
+    }
+}
+
+/// Per-camera counters read straight from the status.
+fn counters(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
+    let counters: [CounterDef; 4] = [
+        (
+            "streamclassd_frames_captured",
+            "Frames decoded from the source.",
+            |s| s.frames,
+        ),
+        (
+            "streamclassd_frames_classified",
+            "Frames classified and queued for the broker.",
+            |s| s.classified,
+        ),
+        (
+            "streamclassd_reconnects",
+            "Times the source was reopened after a failure or stall.",
+            |s| s.reconnects,
+        ),
+        (
+            "streamclassd_frames_dropped_busy",
+            "Frames dropped because the pipeline was busy (live sources).",
+            |s| s.dropped,
+        ),
+    ];
+    for (name, help, get) in counters {
         let probe = ConstCounter::new(0u64);
-        let mut family = encoder.encode_descriptor(
+        let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
+        for (id, s) in snaps {
+            let labels = [("camera", *id)];
+            ConstCounter::new(get(s)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Frames and messages lost, by reason.
+fn drops(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
+    let probe = ConstCounter::new(0u64);
+    let mut family = encoder.encode_descriptor(
             "streamclassd_frames_dropped",
             "Frames or messages lost, by reason: busy (live source ahead of inference), decode_error (undecodable frame skipped), outbox_full (oldest message dropped while the broker was away).",
             None,
             probe.metric_type(),
         )?;
-        for (id, s) in &snaps {
-            for (reason, v) in [
-                ("busy", s.dropped),
-                ("decode_error", s.decode_errors),
-                ("outbox_full", s.outbox_dropped),
-            ] {
-                let labels = [("camera", *id), ("reason", reason)];
-                ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
-            }
+    for (id, s) in snaps {
+        for (reason, v) in [
+            ("busy", s.dropped),
+            ("decode_error", s.decode_errors),
+            ("outbox_full", s.outbox_dropped),
+        ] {
+            let labels = [("camera", *id), ("reason", reason)];
+            ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
         }
-        let probe = ConstGauge::new(0i64);
-        let mut family = encoder.encode_descriptor(
-            "streamclassd_camera_state",
-            "1 for the camera's current state, 0 for the others.",
-            None,
-            probe.metric_type(),
-        )?;
-        for (id, s) in &snaps {
-            for state in CameraState::ALL {
-                let labels = [("camera", *id), ("state", state.as_str())];
-                ConstGauge::new(i64::from(s.state == state))
-                    .encode(family.encode_family(&labels)?)?;
-            }
+    }
+    Ok(())
+}
+
+/// The camera state as a one-hot gauge.
+fn states(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
+    let probe = ConstGauge::new(0i64);
+    let mut family = encoder.encode_descriptor(
+        "streamclassd_camera_state",
+        "1 for the camera's current state, 0 for the others.",
+        None,
+        probe.metric_type(),
+    )?;
+    for (id, s) in snaps {
+        for state in CameraState::ALL {
+            let labels = [("camera", *id), ("state", state.as_str())];
+            ConstGauge::new(i64::from(s.state == state)).encode(family.encode_family(&labels)?)?;
         }
-        let gauges: [GaugeDef; 2] = [
+    }
+    Ok(())
+}
+
+/// Demand and classified frames per second.
+fn rates(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
+    let gauges: [GaugeDef; 2] = [
             (
                 "streamclassd_camera_demand_fps",
                 "Frames per second the camera asks for (its source's rate, or fps when lower; 0 for an unpaced file).",
@@ -134,34 +160,41 @@ impl Collector for Cameras {
                 |s| s.classified_fps,
             ),
         ];
-        for (name, help, get) in gauges {
-            let probe = ConstGauge::new(0f64);
-            let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
-            for (id, s) in &snaps {
-                ConstGauge::new(get(s)).encode(family.encode_family(&[("camera", *id)])?)?;
-            }
+    for (name, help, get) in gauges {
+        let probe = ConstGauge::new(0f64);
+        let mut family = encoder.encode_descriptor(name, help, None, probe.metric_type())?;
+        for (id, s) in snaps {
+            ConstGauge::new(get(s)).encode(family.encode_family(&[("camera", *id)])?)?;
         }
-        let probe = ConstCounter::new(0f64);
-        let mut family = encoder.encode_descriptor(
+    }
+    Ok(())
+}
+
+/// Time spent per stage.
+fn stage_seconds(
+    encoder: &mut DescriptorEncoder,
+    snaps: &[Snap<'_>],
+) -> Result<(), std::fmt::Error> {
+    let probe = ConstCounter::new(0f64);
+    let mut family = encoder.encode_descriptor(
             "streamclassd_stage_seconds",
             "Time spent on the camera's frames by stage: decode (read and decode, including waiting for a live frame), preprocess, inference (a batch's time split over its frames), publish (encoding and queueing).",
             None,
             probe.metric_type(),
         )?;
-        for (id, s) in &snaps {
-            let t = s.stage_us;
-            for (stage, us) in [
-                ("decode", t.decode),
-                ("preprocess", t.preprocess),
-                ("inference", t.inference),
-                ("publish", t.publish),
-            ] {
-                let labels = [("camera", *id), ("stage", stage)];
-                ConstCounter::new(us as f64 / 1e6).encode(family.encode_family(&labels)?)?;
-            }
+    for (id, s) in snaps {
+        let t = s.stage_us;
+        for (stage, us) in [
+            ("decode", t.decode),
+            ("preprocess", t.preprocess),
+            ("inference", t.inference),
+            ("publish", t.publish),
+        ] {
+            let labels = [("camera", *id), ("stage", stage)];
+            ConstCounter::new(us as f64 / 1e6).encode(family.encode_family(&labels)?)?;
         }
-        Ok(())
     }
+    Ok(())
 }
 
 impl Metrics {
