@@ -156,7 +156,7 @@ fn tf_efficientnet_lite_preset_matches_the_pillow_reference_on_real_photos() {
     assert_faithful(&ours);
 
     // The weights are real: every photo segment of the clip (20 frames each, see
-    // scripts/make_photo_clip.py) is recognised.
+    // scripts/gen/make_photo_clip.py) is recognised.
     let labels = Labels::load(&streamclassd::labels::LabelsSource::ImageNet).expect("labels");
     let expected: [&[&str]; 5] = [
         &["tabby", "tiger cat", "Egyptian cat"],

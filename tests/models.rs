@@ -1,7 +1,7 @@
 //! Any reasonable ImageNet classifier runs without code changes: NHWC or NCHW, float32 or
 //! float16 input, INT8 (QDQ), with or without a final Softmax; an unusable model gets a
 //! clear error. Variants of the real EfficientNet-Lite0 made by
-//! `scripts/make_model_variants.py` and `scripts/quantize_int8.py`.
+//! `scripts/gen/make_model_variants.py` and `scripts/gen/quantize_int8.py`.
 
 mod common;
 
