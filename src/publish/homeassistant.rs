@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::config::Qos;
 use super::outbox::OutMsg;
+use super::topics::{self, DiscoveryTopics, Topics};
 
 /// What discovery needs to know.
 #[derive(Debug, Clone)]
@@ -19,9 +19,16 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    fn topics(&self) -> (Topics, DiscoveryTopics) {
+        (
+            Topics::new(&self.topic_prefix),
+            DiscoveryTopics::new(&self.discovery_prefix, &self.node_id),
+        )
+    }
+
     /// Home Assistant's own availability topic.
     pub fn birth_topic(&self) -> String {
-        format!("{}/status", self.discovery_prefix)
+        self.topics().1.birth()
     }
 
     fn device(&self) -> Value {
@@ -45,24 +52,21 @@ impl Discovery {
     /// The discovery config topics of one camera (an empty retained message on each
     /// removes its entities from Home Assistant).
     pub fn config_topics(&self, cam: &str) -> Vec<String> {
+        let discovery = self.topics().1;
         ["label", "status"]
             .iter()
-            .map(|kind| {
-                format!(
-                    "{}/sensor/{}/{cam}_{kind}/config",
-                    self.discovery_prefix, self.node_id
-                )
-            })
+            .map(|kind| discovery.sensor_config(cam, kind))
             .collect()
     }
 
     /// The retained discovery messages for one camera.
     pub fn messages_for(&self, cam: &str) -> Vec<OutMsg> {
-        let availability = format!("{}/status", self.topic_prefix);
+        let ours = self.topics().0;
+        let availability = ours.status();
         let mut out = Vec::with_capacity(2);
         {
-            let labels = format!("{}/{cam}/labels", self.topic_prefix);
-            let status = format!("{}/{cam}/status", self.topic_prefix);
+            let labels = ours.labels(cam);
+            let status = ours.camera_status(cam);
             let label_sensor = json!({
                 "name": format!("{cam} label"),
                 "unique_id": format!("streamclassd_{}_{cam}_label", self.node_id),
@@ -94,13 +98,7 @@ impl Discovery {
                 .into_iter()
                 .zip([label_sensor, status_sensor])
             {
-                out.push(OutMsg {
-                    topic,
-                    payload: config.to_string().into_bytes(),
-                    qos: Qos::AtLeastOnce,
-                    retain: true,
-                    camera: None,
-                });
+                out.push(topics::retained(topic, config.to_string().into_bytes()));
             }
         }
         out

@@ -1,0 +1,113 @@
+//! Every topic the publisher writes — under `{prefix}`, and Home Assistant's discovery
+//! topics under its own prefix — and the retained messages it builds.
+
+use super::config::Qos;
+use super::outbox::OutMsg;
+
+/// The topic names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Topics {
+        Topics {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// `{prefix}/status`: `online` / `offline` (retained; the last will).
+    pub fn status(&self) -> String {
+        format!("{}/status", self.prefix)
+    }
+
+    /// `{prefix}/stats`: the periodic counters (retained).
+    pub fn stats(&self) -> String {
+        format!("{}/stats", self.prefix)
+    }
+
+    /// `{prefix}/{camera}/labels`: one message per classified frame.
+    pub fn labels(&self, camera: &str) -> String {
+        format!("{}/{camera}/labels", self.prefix)
+    }
+
+    /// `{prefix}/{camera}/label`: the debounced top-1 (retained).
+    pub fn label(&self, camera: &str) -> String {
+        format!("{}/{camera}/label", self.prefix)
+    }
+
+    /// `{prefix}/{camera}/status`: the camera's state and counters (retained).
+    pub fn camera_status(&self, camera: &str) -> String {
+        format!("{}/{camera}/status", self.prefix)
+    }
+}
+
+/// Home Assistant's discovery topics: `{discovery_prefix}/sensor/{node}/{camera}_{kind}/config`
+/// and its availability topic `{discovery_prefix}/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryTopics {
+    discovery_prefix: String,
+    node_id: String,
+}
+
+impl DiscoveryTopics {
+    pub fn new(discovery_prefix: &str, node_id: &str) -> DiscoveryTopics {
+        DiscoveryTopics {
+            discovery_prefix: discovery_prefix.to_owned(),
+            node_id: node_id.to_owned(),
+        }
+    }
+
+    /// Where Home Assistant says `online` when it (re)starts.
+    pub fn birth(&self) -> String {
+        format!("{}/status", self.discovery_prefix)
+    }
+
+    /// The config topic of one sensor (`kind`: `label` or `status`) of a camera.
+    pub fn sensor_config(&self, camera: &str, kind: &str) -> String {
+        format!(
+            "{}/sensor/{}/{camera}_{kind}/config",
+            self.discovery_prefix, self.node_id
+        )
+    }
+}
+
+/// A retained state message at QoS 1: it jumps the queue and never expires.
+pub fn retained(topic: String, payload: Vec<u8>) -> OutMsg {
+    OutMsg {
+        topic,
+        payload,
+        qos: Qos::AtLeastOnce,
+        retain: true,
+        camera: None,
+    }
+}
+
+/// An empty retained message, which deletes the retained one on `topic`.
+pub fn cleared(topic: String) -> OutMsg {
+    retained(topic, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_documented_layout() {
+        let t = Topics::new("home/cams");
+        assert_eq!(t.status(), "home/cams/status");
+        assert_eq!(t.stats(), "home/cams/stats");
+        assert_eq!(t.labels("door"), "home/cams/door/labels");
+        assert_eq!(t.label("door"), "home/cams/door/label");
+        assert_eq!(t.camera_status("door"), "home/cams/door/status");
+        let d = DiscoveryTopics::new("homeassistant", "garage");
+        assert_eq!(d.birth(), "homeassistant/status");
+        assert_eq!(
+            d.sensor_config("door", "label"),
+            "homeassistant/sensor/garage/door_label/config"
+        );
+        let c = cleared(t.label("door"));
+        assert!(c.retain && c.payload.is_empty() && c.camera.is_none());
+    }
+}
