@@ -96,6 +96,22 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// A channel rung after every SIGTERM, SIGINT and SIGHUP (by a thread of its own, once
+/// the handlers that set the flags have run).
+fn signal_waker() -> std::io::Result<crossbeam_channel::Receiver<()>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let _ = tx.try_send(());
+            }
+        })?;
+    Ok(rx)
+}
+
 fn check_config(file: &std::path::Path) -> u8 {
     match Config::load(file) {
         Ok(cfg) => {
@@ -145,12 +161,21 @@ fn run(args: RunArgs) -> u8 {
         eprintln!("streamclassd: cannot install signal handler: {e}");
         return exit::OSERR;
     }
+    // The flags are set in the signal handlers; this thread then wakes the supervisor.
+    let wake = match signal_waker() {
+        Ok(wake) => wake,
+        Err(e) => {
+            eprintln!("streamclassd: cannot install signal handler: {e}");
+            return exit::OSERR;
+        }
+    };
     let opts = RunOptions {
         ort_library: args.ort_library,
         shutdown_grace: args.shutdown_grace,
         config_path: Some(args.config),
         reload,
         summary_json: args.summary_json,
+        wake: Some(wake),
     };
     match pipeline::run(cfg, opts, cancel) {
         Ok(_) => 0,

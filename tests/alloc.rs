@@ -117,6 +117,7 @@ fn the_steady_state_allocates_no_frame_sized_buffer() {
         config_path: None,
         reload: Arc::new(AtomicBool::new(false)),
         summary_json: None,
+        wake: None,
     };
     let run =
         std::thread::spawn(move || pipeline::run(cfg, opts, Arc::new(AtomicBool::new(false))));

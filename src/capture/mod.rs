@@ -114,11 +114,21 @@ impl FpsGate {
     }
 }
 
-/// One camera's capture stage.
+/// One camera's capture stage: built from its config and [`CaptureDeps`];
+/// [`Capture::run`] is its thread.
 pub struct Capture {
-    pub camera: usize,
-    pub id: Arc<str>,
-    pub config: CameraConfig,
+    camera: usize,
+    id: Arc<str>,
+    config: CameraConfig,
+    cancel: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    status: Arc<StatusBoard>,
+    beat: Beat,
+    images: Pool<Mat>,
+}
+
+/// What a capture thread works with besides its camera's config.
+pub struct CaptureDeps {
     /// The whole daemon stops.
     pub cancel: Arc<AtomicBool>,
     /// This camera stops (removed or changed by a reload).
@@ -127,6 +137,27 @@ pub struct Capture {
     pub beat: Beat,
     /// Images preprocessing is done with, decoded into again.
     pub images: Pool<Mat>,
+}
+
+impl Capture {
+    /// The capture stage of camera `camera` (its index on the status board).
+    pub fn new(camera: usize, config: &CameraConfig, deps: CaptureDeps) -> Capture {
+        Capture {
+            camera,
+            id: Arc::from(config.id.as_str()),
+            config: config.clone(),
+            cancel: deps.cancel,
+            stop: deps.stop,
+            status: deps.status,
+            beat: deps.beat,
+            images: deps.images,
+        }
+    }
+
+    /// The camera's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 fn millis(d: Duration) -> i32 {
@@ -214,160 +245,24 @@ impl Capture {
     /// pipeline behind it goes away.
     pub fn run(self, sink: FrameSink) -> CaptureEnd {
         let live = self.source().is_live();
-        let mut gate = FpsGate::new(self.config.fps);
-        let mut backoff = Backoff::new(Duration::from_millis(500), self.config.reconnect_max);
-        let started = Instant::now();
-        let mut index: u64 = 0;
-
-        let mut last_frame = Instant::now();
+        let mut p = Progress::new(&self.config);
         while !self.cancelled() {
-            let open_started = Instant::now();
-            self.beat.busy();
-            let opened = self.open();
-            self.beat.idle();
-            let mut cap = match opened {
-                Ok(cap) => cap,
-                Err(e) if !live => {
-                    self.state(CameraState::Failed, Some(e.clone()));
-                    return CaptureEnd::Failed(e);
-                }
-                Err(e) => {
-                    // An open that ran into its timeout means the peer accepts but does
-                    // not answer (stalled); a quick refusal means it is gone.
-                    let (state, what, error) =
-                        if open_started.elapsed() >= self.config.open_timeout / 2 {
-                            let silent = last_frame.elapsed().as_secs_f64();
-                            (
-                                CameraState::Stalled,
-                                "source stalled; reopening",
-                                format!("no answer to open; no frame for {silent:.1} s"),
-                            )
-                        } else {
-                            (CameraState::Reconnecting, "cannot open source; retrying", e)
-                        };
-                    if !self.back_off(&mut backoff, state, error, what) {
-                        break;
-                    }
-                    continue;
-                }
+            let mut cap = match self.open_or_back_off(&mut p) {
+                Opened::Capture(cap) => cap,
+                Opened::Retry => continue,
+                Opened::Cancelled => break,
+                Opened::Failed(e) => return CaptureEnd::Failed(e),
             };
-            let source_fps = cap
-                .get(videoio::CAP_PROP_FPS)
-                .ok()
-                .filter(|f| f.is_finite() && *f > 0.0)
-                .unwrap_or(25.0);
-            tracing::info!(camera = %self.id, source = %self.source(), source_fps, "source opened");
-            // A file that is not paced asks for as many frames as the pipeline takes (0).
-            let demand = if !live && !self.config.realtime {
-                0.0
-            } else if self.config.fps > 0.0 {
-                self.config.fps.min(source_fps)
-            } else {
-                source_fps
+            let lost = match self.stream(&mut cap, &sink, &mut p) {
+                Streamed::SinkGone => return CaptureEnd::Stopped { frames: p.index },
+                Streamed::Ended(lost) => lost,
             };
-            self.status.count(self.camera, |s| s.demand_fps = demand);
-            let opened_at = Instant::now();
-            let first_index = index;
-            let mut failures = 0u32;
-            last_frame = Instant::now();
-            let mut lost: Option<(CameraState, String)> = None;
-            while !self.cancelled() {
-                // A returned image of the same size is decoded into in place.
-                let mut image = self.images.take().unwrap_or_default();
-                let read_started = Instant::now();
-                self.beat.busy();
-                let ok = matches!(cap.read(&mut image), Ok(true)) && !image.empty();
-                self.beat.idle();
-                if !ok {
-                    failures += 1;
-                    if live {
-                        let waited = read_started.elapsed();
-                        let silent = last_frame.elapsed();
-                        // A read that gave up after blocking (OpenCV's read timeout) is a
-                        // stall; one that failed at once is a stream that ended.
-                        let half = self.config.stall_timeout / 2;
-                        lost = Some(if waited >= half || silent >= half {
-                            (
-                                CameraState::Stalled,
-                                format!("no frame for {:.1} s", silent.as_secs_f64()),
-                            )
-                        } else {
-                            (
-                                CameraState::Reconnecting,
-                                format!(
-                                    "stream ended or failed ({:.2} s after the last frame)",
-                                    silent.as_secs_f64()
-                                ),
-                            )
-                        });
-                        break;
-                    }
-                    if failures >= FILE_EOF_AFTER {
-                        break;
-                    }
-                    continue;
-                }
-                if failures > 0 {
-                    // Reads failed and then the file went on: those were damaged frames.
-                    self.status
-                        .count(self.camera, |s| s.decode_errors += u64::from(failures));
-                    tracing::warn!(camera = %self.id, skipped = failures, "undecodable frames skipped");
-                    failures = 0;
-                }
-                last_frame = Instant::now();
-                if index == first_index {
-                    backoff.reset();
-                    self.state(CameraState::Streaming, None);
-                }
-                let frame_index = index;
-                index += 1;
-                // Read and decode; for a live source this includes waiting for the frame.
-                let decode_us = read_started.elapsed().as_micros() as u64;
-                self.status.count(self.camera, |s| {
-                    s.frames = index;
-                    s.stage_us.decode += decode_us;
-                });
-                // Files are paced by their own timeline, live sources by the clock.
-                let t = if live {
-                    started.elapsed().as_secs_f64()
-                } else {
-                    (frame_index - first_index) as f64 / source_fps
-                };
-                if self.config.realtime {
-                    let due = opened_at + Duration::from_secs_f64(t);
-                    if !self.sleep(due.saturating_duration_since(Instant::now())) {
-                        break;
-                    }
-                }
-                if !gate.admit(t) {
-                    continue;
-                }
-                // Frames dropped so far, here and by preprocessing (a prepared frame
-                // replaced by a newer one).
-                let dropped = self.status.count(self.camera, |s| s.dropped).unwrap_or(0);
-                let frame = Frame {
-                    camera_id: self.id.clone(),
-                    camera: self.camera,
-                    index: frame_index,
-                    captured_at: SystemTime::now(),
-                    captured: Instant::now(),
-                    dropped,
-                    image,
-                };
-                match sink.send(frame) {
-                    Ok(true) => {
-                        self.status.count(self.camera, |s| s.dropped += 1);
-                    }
-                    Ok(false) => {}
-                    Err(()) => return CaptureEnd::Stopped { frames: index },
-                }
-            }
             drop(cap);
             if !live {
                 if !self.cancelled() {
-                    tracing::info!(camera = %self.id, frames = index, "file finished");
+                    tracing::info!(camera = %self.id, frames = p.index, "file finished");
                     self.state(CameraState::Finished, None);
-                    return CaptureEnd::Finished { frames: index };
+                    return CaptureEnd::Finished { frames: p.index };
                 }
                 break;
             }
@@ -380,12 +275,216 @@ impl Capture {
                 CameraState::Stalled => "source stalled; reopening",
                 _ => "stream lost; reopening",
             };
-            if !self.back_off(&mut backoff, state, error, what) {
+            if !self.back_off(&mut p.backoff, state, error, what) {
                 break;
             }
         }
-        CaptureEnd::Stopped { frames: index }
+        CaptureEnd::Stopped { frames: p.index }
     }
+
+    /// Opens the source; a live source that cannot be opened is waited out with backoff
+    /// (`Retry`), a file that cannot be opened has failed.
+    fn open_or_back_off(&self, p: &mut Progress) -> Opened {
+        let open_started = Instant::now();
+        self.beat.busy();
+        let opened = self.open();
+        self.beat.idle();
+        let e = match opened {
+            Ok(cap) => return Opened::Capture(cap),
+            Err(e) => e,
+        };
+        if !self.source().is_live() {
+            self.state(CameraState::Failed, Some(e.clone()));
+            return Opened::Failed(e);
+        }
+        // An open that ran into its timeout means the peer accepts but does not answer
+        // (stalled); a quick refusal means it is gone.
+        let (state, what, error) = if open_started.elapsed() >= self.config.open_timeout / 2 {
+            let silent = p.last_frame.elapsed().as_secs_f64();
+            (
+                CameraState::Stalled,
+                "source stalled; reopening",
+                format!("no answer to open; no frame for {silent:.1} s"),
+            )
+        } else {
+            (CameraState::Reconnecting, "cannot open source; retrying", e)
+        };
+        if self.back_off(&mut p.backoff, state, error, what) {
+            Opened::Retry
+        } else {
+            Opened::Cancelled
+        }
+    }
+
+    /// Logs the opened source and reports what the camera asks for; returns the source's
+    /// frame rate (25 when it does not say).
+    fn opened(&self, cap: &VideoCapture) -> f64 {
+        let source_fps = cap
+            .get(videoio::CAP_PROP_FPS)
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .unwrap_or(25.0);
+        tracing::info!(camera = %self.id, source = %self.source(), source_fps, "source opened");
+        // A file that is not paced asks for as many frames as the pipeline takes (0).
+        let demand = if !self.source().is_live() && !self.config.realtime {
+            0.0
+        } else if self.config.fps > 0.0 {
+            self.config.fps.min(source_fps)
+        } else {
+            source_fps
+        };
+        self.status.count(self.camera, |s| s.demand_fps = demand);
+        source_fps
+    }
+
+    /// Reads frames from an open source and passes on those the fps gate admits, until
+    /// the source ends or fails, shutdown, or the pipeline behind goes away.
+    fn stream(&self, cap: &mut VideoCapture, sink: &FrameSink, p: &mut Progress) -> Streamed {
+        let live = self.source().is_live();
+        let source_fps = self.opened(cap);
+        let opened_at = Instant::now();
+        let first_index = p.index;
+        let mut failures = 0u32;
+        p.last_frame = Instant::now();
+        while !self.cancelled() {
+            // A returned image of the same size is decoded into in place.
+            let mut image = self.images.take().unwrap_or_default();
+            let read_started = Instant::now();
+            self.beat.busy();
+            let ok = matches!(cap.read(&mut image), Ok(true)) && !image.empty();
+            self.beat.idle();
+            if !ok {
+                failures += 1;
+                if live {
+                    return Streamed::Ended(Some(self.why_lost(read_started, p.last_frame)));
+                }
+                if failures >= FILE_EOF_AFTER {
+                    return Streamed::Ended(None);
+                }
+                continue;
+            }
+            if failures > 0 {
+                // Reads failed and then the file went on: those were damaged frames.
+                self.status
+                    .count(self.camera, |s| s.decode_errors += u64::from(failures));
+                tracing::warn!(camera = %self.id, skipped = failures, "undecodable frames skipped");
+                failures = 0;
+            }
+            p.last_frame = Instant::now();
+            if p.index == first_index {
+                p.backoff.reset();
+                self.state(CameraState::Streaming, None);
+            }
+            let frame_index = p.index;
+            p.index += 1;
+            // Read and decode; for a live source this includes waiting for the frame.
+            let decode_us = read_started.elapsed().as_micros() as u64;
+            let frames = p.index;
+            self.status.count(self.camera, |s| {
+                s.frames = frames;
+                s.stage_us.decode += decode_us;
+            });
+            // Files are paced by their own timeline, live sources by the clock.
+            let t = if live {
+                p.started.elapsed().as_secs_f64()
+            } else {
+                (frame_index - first_index) as f64 / source_fps
+            };
+            if self.config.realtime {
+                let due = opened_at + Duration::from_secs_f64(t);
+                if !self.sleep(due.saturating_duration_since(Instant::now())) {
+                    return Streamed::Ended(None);
+                }
+            }
+            if p.gate.admit(t) && self.pass_on(sink, image, frame_index).is_err() {
+                return Streamed::SinkGone;
+            }
+        }
+        Streamed::Ended(None)
+    }
+
+    /// Why a live read failed: a read that gave up after blocking (OpenCV's read timeout)
+    /// is a stall; one that failed at once is a stream that ended.
+    fn why_lost(&self, read_started: Instant, last_frame: Instant) -> (CameraState, String) {
+        let waited = read_started.elapsed();
+        let silent = last_frame.elapsed();
+        let half = self.config.stall_timeout / 2;
+        if waited >= half || silent >= half {
+            (
+                CameraState::Stalled,
+                format!("no frame for {:.1} s", silent.as_secs_f64()),
+            )
+        } else {
+            (
+                CameraState::Reconnecting,
+                format!(
+                    "stream ended or failed ({:.2} s after the last frame)",
+                    silent.as_secs_f64()
+                ),
+            )
+        }
+    }
+
+    /// Sends an admitted frame to preprocessing, counting a waiting frame it evicted.
+    fn pass_on(&self, sink: &FrameSink, image: Mat, index: u64) -> Result<(), ()> {
+        // Frames dropped so far, here and by preprocessing (a prepared frame replaced by
+        // a newer one).
+        let dropped = self.status.count(self.camera, |s| s.dropped).unwrap_or(0);
+        let frame = Frame {
+            camera_id: self.id.clone(),
+            camera: self.camera,
+            index,
+            captured_at: SystemTime::now(),
+            captured: Instant::now(),
+            dropped,
+            image,
+        };
+        if sink.send(frame)? {
+            self.status.count(self.camera, |s| s.dropped += 1);
+        }
+        Ok(())
+    }
+}
+
+/// What a capture thread keeps across reopenings of its source.
+struct Progress {
+    gate: FpsGate,
+    backoff: Backoff,
+    started: Instant,
+    /// Frames decoded so far: the next frame's index.
+    index: u64,
+    last_frame: Instant,
+}
+
+impl Progress {
+    fn new(config: &CameraConfig) -> Progress {
+        Progress {
+            gate: FpsGate::new(config.fps),
+            backoff: Backoff::new(Duration::from_millis(500), config.reconnect_max),
+            started: Instant::now(),
+            index: 0,
+            last_frame: Instant::now(),
+        }
+    }
+}
+
+/// How opening the source went.
+enum Opened {
+    Capture(VideoCapture),
+    /// A live source that could not be opened; waited out, try again.
+    Retry,
+    Cancelled,
+    /// A file that cannot be opened.
+    Failed(String),
+}
+
+/// How reading an open source ended.
+enum Streamed {
+    /// The source ended, failed or stalled (with what to report, for a live one), or
+    /// shutdown was requested.
+    Ended(Option<(CameraState, String)>),
+    /// The pipeline behind has gone away.
+    SinkGone,
 }
 
 #[cfg(test)]

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::Sender;
 
-use crate::capture::{CameraConfig, Capture, CaptureEnd, FrameSink};
+use crate::capture::{CameraConfig, Capture, CaptureDeps, CaptureEnd, FrameSink};
 use crate::inference::Control;
 use crate::pool::Pool;
-use crate::preprocess::{self, SpecCell};
+use crate::preprocess::{self, Preprocess, SpecCell};
 use crate::service::Liveness;
 use crate::status::StatusBoard;
 
-use super::{spawn, RunError};
+use super::{edges, spawn, Bell, RunError};
 
 /// One camera's capture and preprocess threads.
 pub(super) struct CameraThreads {
@@ -45,9 +45,37 @@ pub(super) struct Cameras {
     pub(super) ends: Vec<Option<CaptureEnd>>,
     pub(super) preprocessed: Vec<u64>,
     pub(super) panicked: usize,
+    /// Rung when a camera thread ends.
+    pub(super) bell: Bell,
 }
 
 impl Cameras {
+    pub(super) fn new(
+        cancel: Arc<AtomicBool>,
+        status: Arc<StatusBoard>,
+        liveness: Arc<Liveness>,
+        spec: Arc<SpecCell>,
+        tensors: Pool<Vec<f32>>,
+        control: Sender<Control>,
+        bell: Bell,
+    ) -> Cameras {
+        Cameras {
+            cancel,
+            status,
+            liveness,
+            spec,
+            tensors,
+            control: Some(control),
+            running: Vec::new(),
+            stopping: Vec::new(),
+            waiting: Vec::new(),
+            ends: Vec::new(),
+            preprocessed: Vec::new(),
+            panicked: 0,
+            bell,
+        }
+    }
+
     pub(super) fn start(&mut self, cam: CameraConfig) -> Result<(), RunError> {
         let Some(control) = &self.control else {
             return Ok(());
@@ -55,7 +83,12 @@ impl Cameras {
         let index = self.status.register(&cam.id);
         let id: Arc<str> = Arc::from(cam.id.as_str());
         let live = cam.source.is_live();
-        let (frame_tx, frame_rx) = bounded(if live { 1 } else { 2 });
+        let capture_edge = if live {
+            edges::CAPTURE_LIVE
+        } else {
+            edges::CAPTURE_FILE
+        };
+        let (frame_tx, frame_rx) = capture_edge.channel();
         let sink = if live {
             FrameSink::LatestWins {
                 tx: frame_tx,
@@ -64,8 +97,8 @@ impl Cameras {
         } else {
             FrameSink::Block(frame_tx)
         };
-        // One single-slot edge per camera into inference (see Serving::run).
-        let (tx, rx) = bounded(0);
+        // One edge per camera into inference (see Serving::run).
+        let (tx, rx) = edges::PREPARED.channel();
         // What "wedged" means for each stage: busy on one item for longer than any
         // healthy run could take.
         let capture_limit = cam.open_timeout.max(cam.stall_timeout) + Duration::from_secs(15);
@@ -82,23 +115,24 @@ impl Cameras {
             images: images.clone(),
         };
         let live_status = live.then(|| self.status.clone());
-        let preprocess = spawn(format!("pre-{id}"), move || {
+        let preprocess = spawn(format!("pre-{id}"), &self.bell, move || {
             let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
-            preprocess::run(spec, frame_rx, tx, pools, live_status, pre_beat)
+            Preprocess::new(spec, pools, live_status, pre_beat).run(frame_rx, tx)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let capture = Capture {
-            camera: index,
-            id: id.clone(),
-            config: cam.clone(),
-            cancel: self.cancel.clone(),
-            stop: stop.clone(),
-            status: self.status.clone(),
-            beat: capture_beat,
-            images,
-        };
-        let capture = spawn(format!("cap-{id}"), move || {
-            let _span = tracing::info_span!("capture", camera = %capture.id).entered();
+        let capture = Capture::new(
+            index,
+            &cam,
+            CaptureDeps {
+                cancel: self.cancel.clone(),
+                stop: stop.clone(),
+                status: self.status.clone(),
+                beat: capture_beat,
+                images,
+            },
+        );
+        let capture = spawn(format!("cap-{id}"), &self.bell, move || {
+            let _span = tracing::info_span!("capture", camera = %capture.id()).entered();
             capture.run(sink)
         })?;
         // The inference thread outlives every camera thread; if it is gone, the watch

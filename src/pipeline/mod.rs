@@ -1,9 +1,10 @@
 //! Wires the stages together, runs them on named threads, and takes them down in order.
 //!
 //! ```text
-//! capture-<cam> ─[1: newest wins | 2: block]─▶ pre-<cam> ─[0: block]─┐
-//! capture-<cam> ─[...]───────────────────────▶ pre-<cam> ─[0: block]─┴▶ inference ─[256: block]─▶ publish
+//! capture-<cam> ─[1: newest wins | 2: block]─▶ pre-<cam> ─[0: rendezvous]─┐
+//! capture-<cam> ─[...]───────────────────────▶ pre-<cam> ─[0: rendezvous]─┴▶ inference ─[256: block]─▶ publish
 //! ```
+//! (capacities and policies: [`edges`]).
 //! Cameras are started and stopped one by one (at start-up and by a reload, see
 //! [`reload`]): each camera's inference edge reaches the inference thread over its
 //! control channel, which also carries a reloaded model.
@@ -13,34 +14,27 @@
 //! file), and each later stage ends when its input disconnects, after draining it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, Sender};
 
-use crate::admin::Admin;
-use crate::capture::CaptureEnd;
 use crate::config::Config;
-use crate::inference::{self, Serving};
 use crate::metrics::Metrics;
-use crate::pool::Pool;
-use crate::preprocess::SpecCell;
-use crate::publish::spool::{Restored, Spool};
-use crate::publish::{PublishReport, Publisher};
-use crate::service::{Liveness, Notifier};
 use crate::status::StatusBoard;
-use reload::plan::ModelFiles;
 
 mod cameras;
+pub mod edges;
 mod reload;
+mod stages;
 mod startup;
 mod summary;
+mod supervise;
 
-use cameras::Cameras;
-use reload::Reloader;
-use startup::{check_sources, password, tls_material};
+use stages::Stages;
+use startup::prepare;
 pub use startup::{load_model, LoadedModel};
 pub use summary::{CameraSummary, StageMs, Summary};
 
@@ -104,6 +98,9 @@ pub struct RunOptions {
     pub reload: Arc<AtomicBool>,
     /// Where to write the exit summary as JSON (none: only logged).
     pub summary_json: Option<PathBuf>,
+    /// Rung by whoever sets the cancel or reload flag (the binary's signal thread), so
+    /// supervision acts on it at once; without it, flags are read every few hundred ms.
+    pub wake: Option<Receiver<()>>,
 }
 
 /// systemd's STATUS= line: cameras by state, classification rate, broker.
@@ -129,259 +126,51 @@ fn service_status(status: &StatusBoard, metrics: &Metrics, since: std::time::Ins
     )
 }
 
-fn spawn<T: Send + 'static>(
+/// Wakes the supervisor whenever a stage thread ends, however it ends (the ringer rings
+/// when the thread's closure is dropped, on return and on panic alike). Rings coalesce.
+#[derive(Debug, Clone)]
+pub(super) struct Bell(Sender<()>);
+
+struct Ringer(Sender<()>);
+
+impl Drop for Ringer {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+impl Bell {
+    fn new() -> (Bell, Receiver<()>) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        (Bell(tx), rx)
+    }
+}
+
+/// Starts a named stage thread that rings `bell` when it ends.
+pub(super) fn spawn<T: Send + 'static>(
     name: String,
+    bell: &Bell,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<JoinHandle<T>, RunError> {
+    let ringer = Ringer(bell.0.clone());
     std::thread::Builder::new()
         .name(name.clone())
-        .spawn(f)
+        .spawn(move || {
+            let _ringer = ringer;
+            f()
+        })
         .map_err(|source| RunError::Spawn { name, source })
 }
 
-/// Runs the daemon until `cancel` is set or every (file) source has ended.
+/// Runs the daemon until `cancel` is set or every (file) source has ended, in four
+/// phases: [`prepare`] (everything checked and loaded, no stage thread, socket or camera
+/// yet), [`Stages::start`] (the stages spawned, publisher first, cameras last),
+/// [`Stages::supervise`] (reloads applied, failures stopping the capture side, until
+/// every thread has ended) and [`Stages::finish`] (threads joined, the summary and the
+/// exit verdict).
 pub fn run(cfg: Config, opts: RunOptions, cancel: Arc<AtomicBool>) -> Result<Summary, RunError> {
-    check_sources(cfg.cameras.iter().enumerate())?;
-    let password = password(&cfg)?;
-    let tls = tls_material(&cfg)?;
-    // Camera indices follow the configuration's order at start-up (the spool names
-    // cameras by id and is mapped onto them).
-    let status = Arc::new(StatusBoard::new());
-    for cam in &cfg.cameras {
-        status.register(&cam.id);
-    }
-    let restored = match &cfg.mqtt.spool_dir {
-        Some(dir) => Spool::new(dir)
-            .load(|id| status.index_of(id))
-            .map_err(|source| RunError::Spool {
-                path: dir.clone(),
-                source,
-            })?,
-        None => Restored::default(),
-    };
-    if restored.unreadable > 0 {
-        tracing::warn!(
-            unreadable = restored.unreadable,
-            "damaged lines in the spool were skipped"
-        );
-    }
-    let runtime = Arc::new(inference::load_runtime(opts.ort_library.as_deref())?);
-    tracing::info!(library = %runtime.library.display(), "ONNX Runtime loaded");
-    let model = load_model(&cfg.model, &runtime)?;
-
-    // Control messages are rare (a camera started, a model swapped) and the inference
-    // thread reads them between batches: when full, the sender waits at most one batch.
-    let (control_tx, control_rx) = bounded(64);
-    let (class_tx, class_rx) = bounded(256);
-    let metrics = Arc::new(Metrics::new(status.clone()));
-    metrics.set_model_loaded();
-    let admin_stop = Arc::new(AtomicBool::new(false));
-    let admin = match cfg.admin_listen {
-        Some(addr) => Some(
-            Admin {
-                metrics: metrics.clone(),
-                status: status.clone(),
-            }
-            .spawn(addr, admin_stop.clone())
-            .map_err(|source| RunError::Admin { addr, source })?,
-        ),
-        None => None,
-    };
-    let liveness = Liveness::new();
-    // Tensors: one waiting per camera plus a batch in flight. Top-k lists: the
-    // classification channel's worth.
-    let tensors = Pool::new(2 * cfg.cameras.len() + 2 * cfg.model.max_batch);
-    let tops = Pool::new(256);
-    let publisher = Publisher {
-        tops: tops.clone(),
-        mqtt: cfg.mqtt.clone(),
-        password,
-        tls,
-        grace: opts.shutdown_grace,
-        cancel: cancel.clone(),
-        status: status.clone(),
-        restored,
-        metrics: metrics.clone(),
-        beat: liveness.stage("publish", Duration::from_secs(30)),
-        discovery: cfg.homeassistant.as_ref().map(|ha| {
-            crate::publish::homeassistant::Discovery {
-                discovery_prefix: ha.discovery_prefix.clone(),
-                node_id: ha.node_id.clone(),
-                topic_prefix: cfg.mqtt.topic_prefix.clone(),
-                model: cfg.model.name.clone(),
-                // Cameras join as the publisher sees them on the status board.
-                cameras: Vec::new(),
-            }
-        }),
-    };
-    let publish = spawn("publish".into(), move || {
-        let _span = tracing::info_span!("publish").entered();
-        publisher.run(class_rx)
-    })?;
-    let spec = Arc::new(SpecCell::new(model.spec));
-    let serving = Serving {
-        worker: model.worker,
-        model: model.info,
-        spec_generation: spec.generation(),
-    };
-    let inference_metrics = metrics.clone();
-    let inference_status = status.clone();
-    let beat = liveness.stage("inference", Duration::from_secs(60));
-    let pools = inference::Pools {
-        tensors: tensors.clone(),
-        tops,
-    };
-    let inference = spawn("inference".into(), move || {
-        let _span = tracing::info_span!("inference").entered();
-        serving.run(
-            control_rx,
-            class_tx,
-            &inference_metrics,
-            &inference_status,
-            &pools,
-            beat,
-        )
-    })?;
-
-    let mut cameras = Cameras {
-        cancel: cancel.clone(),
-        status: status.clone(),
-        liveness: liveness.clone(),
-        spec,
-        tensors,
-        control: Some(control_tx),
-        running: Vec::new(),
-        stopping: Vec::new(),
-        waiting: Vec::new(),
-        ends: Vec::new(),
-        preprocessed: Vec::new(),
-        panicked: 0,
-    };
-    for cam in &cfg.cameras {
-        cameras.start(cam.clone())?;
-    }
-    let n = cfg.cameras.len();
-    tracing::info!(cameras = n, "pipeline running");
-    let running_since = std::time::Instant::now();
-    let mut notifier = Notifier::new();
-    let mut stopping_sent = false;
-    notifier.ready(&format!("{n} camera(s), model {}", cfg.model.name));
-    let mut reloader = Reloader {
-        path: opts.config_path.clone(),
-        requested: opts.reload.clone(),
-        files: ModelFiles::of(&cfg.model),
-        config: cfg,
-        runtime,
-        pending: None,
-    };
-
-    // Watch every thread: a panic anywhere stops the capture side so the rest drains.
-    loop {
-        if !cancel.load(Ordering::Relaxed) {
-            reloader.poll(&mut cameras, &metrics, &notifier);
-        }
-        if let Err(e) = cameras.reap() {
-            tracing::error!(error = %e, "cannot start camera");
-        }
-        let capturing = cameras.capturing() || reloader.pending.is_some();
-        let consumer_gone = inference.is_finished() || publish.is_finished() || cameras.broken();
-        if capturing && consumer_gone {
-            // A consumer ended before its producer: only a failure does that.
-            cancel.store(true, Ordering::Relaxed);
-        }
-        if !capturing && cameras.all_finished() {
-            // Every camera has ended: inference drains what is left and hangs up.
-            cameras.control = None;
-        }
-        let all_done = !capturing
-            && cameras.all_finished()
-            && inference.is_finished()
-            && publish.is_finished();
-        // A requested stop is announced as soon as it is seen, even when the pipeline
-        // drains within this very iteration.
-        if cancel.load(Ordering::Relaxed) && !stopping_sent {
-            stopping_sent = true;
-            notifier.stopping();
-        }
-        if all_done {
-            break;
-        }
-        notifier.tick(&liveness, || {
-            service_status(&status, &metrics, running_since)
-        });
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    admin_stop.store(true, Ordering::Relaxed);
-    let mut panicked = 0;
-    if let Some(h) = admin {
-        panicked += usize::from(h.join().is_err());
-    }
-    for c in std::mem::take(&mut cameras.running) {
-        cameras.join(c);
-    }
-    for c in std::mem::take(&mut cameras.stopping) {
-        cameras.join(c);
-    }
-    panicked += cameras.panicked;
-    panicked += usize::from(inference.join().is_err());
-    let publish = match publish.join() {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "publisher could not start its runtime");
-            panicked += 1;
-            PublishReport::default()
-        }
-        Err(_) => {
-            panicked += 1;
-            PublishReport::default()
-        }
-    };
-    // The cameras configured at the end: their ends decide the exit code.
-    let active = status.active();
-    let cameras_summary = active
-        .iter()
-        .map(|(i, id)| {
-            let end = cameras.ends[*i]
-                .take()
-                .unwrap_or(CaptureEnd::Stopped { frames: 0 });
-            if let CaptureEnd::Failed(e) = &end {
-                tracing::error!(camera = %id, error = %e, "camera failed");
-            }
-            let st = status.snapshot(*i).map(|(_, s)| s).unwrap_or_default();
-            let published = publish.published.get(*i).copied().unwrap_or(0);
-            CameraSummary::new(id, &end, &st, cameras.preprocessed[*i], published)
-        })
-        .collect();
-    let elapsed = running_since.elapsed().as_secs_f64();
-    let summary = Summary {
-        elapsed_s: elapsed,
-        cameras: cameras_summary,
-        spooled: publish.spooled,
-        unconfirmed: publish.unconfirmed,
-    };
-    let total: u64 = summary.cameras.iter().map(|c| c.published).sum();
-    tracing::info!(
-        published = total,
-        elapsed_s = format!("{elapsed:.2}"),
-        frames_per_s = format!("{:.2}", total as f64 / elapsed.max(1e-9)),
-        "pipeline stopped"
-    );
-    summary.cameras.iter().for_each(CameraSummary::log);
-    if let Some(path) = &opts.summary_json {
-        if let Err(e) = summary.write_json(path) {
-            tracing::error!(path = %path.display(), error = %e, "cannot write the summary");
-        }
-    }
-    if panicked > 0 {
-        return Err(RunError::StageFailed(panicked));
-    }
-    let failed = summary.failed_cameras();
-    if failed > 0 {
-        return Err(RunError::CameraFailed(failed));
-    }
-    if summary.unconfirmed > 0 {
-        return Err(RunError::Undelivered(summary.unconfirmed));
-    }
-    Ok(summary)
+    let prepared = prepare(&cfg, &opts)?;
+    let mut stages = Stages::start(cfg, &opts, cancel, prepared)?;
+    stages.supervise();
+    stages.finish(&opts)
 }

@@ -10,9 +10,63 @@ use crate::labels::Labels;
 use crate::messages::ModelInfo;
 use crate::preprocess::PreprocessSpec;
 use crate::publish::client::TlsMaterial;
+use crate::publish::spool::{Restored, Spool};
 use crate::publish::PasswordSource;
+use crate::status::StatusBoard;
 
-use super::RunError;
+use super::{RunError, RunOptions};
+
+/// Everything loaded and checked before any stage thread, socket or camera exists.
+pub(super) struct Prepared {
+    pub(super) password: Option<String>,
+    pub(super) tls: Option<TlsMaterial>,
+    /// Every configured camera registered (indices follow the configuration's order).
+    pub(super) status: Arc<StatusBoard>,
+    /// What the spool kept from the previous run.
+    pub(super) restored: Restored,
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) model: LoadedModel,
+}
+
+/// The first phase of a run: file sources exist, secrets and certificates are read, the
+/// spool is loaded, ONNX Runtime and the model load (and the model runs once).
+pub(super) fn prepare(cfg: &Config, opts: &RunOptions) -> Result<Prepared, RunError> {
+    check_sources(cfg.cameras.iter().enumerate())?;
+    let password = password(cfg)?;
+    let tls = tls_material(cfg)?;
+    // Camera indices follow the configuration's order at start-up (the spool names
+    // cameras by id and is mapped onto them).
+    let status = Arc::new(StatusBoard::new());
+    for cam in &cfg.cameras {
+        status.register(&cam.id);
+    }
+    let restored = match &cfg.mqtt.spool_dir {
+        Some(dir) => Spool::new(dir)
+            .load(|id| status.index_of(id))
+            .map_err(|source| RunError::Spool {
+                path: dir.clone(),
+                source,
+            })?,
+        None => Restored::default(),
+    };
+    if restored.unreadable > 0 {
+        tracing::warn!(
+            unreadable = restored.unreadable,
+            "damaged lines in the spool were skipped"
+        );
+    }
+    let runtime = Arc::new(crate::inference::load_runtime(opts.ort_library.as_deref())?);
+    tracing::info!(library = %runtime.library.display(), "ONNX Runtime loaded");
+    let model = load_model(&cfg.model, &runtime)?;
+    Ok(Prepared {
+        password,
+        tls,
+        status,
+        restored,
+        runtime,
+        model,
+    })
+}
 
 /// The first line of a password file (trailing newline and spaces removed).
 fn read_password(path: &std::path::Path) -> Result<String, RunError> {
@@ -29,7 +83,7 @@ fn read_password(path: &std::path::Path) -> Result<String, RunError> {
 }
 
 /// The broker password, from a file or a systemd credential.
-pub(super) fn password(cfg: &Config) -> Result<Option<String>, RunError> {
+fn password(cfg: &Config) -> Result<Option<String>, RunError> {
     Ok(match &cfg.mqtt.password {
         PasswordSource::None => None,
         PasswordSource::File(path) => Some(read_password(path)?),
@@ -42,7 +96,7 @@ pub(super) fn password(cfg: &Config) -> Result<Option<String>, RunError> {
 }
 
 /// The TLS certificates and key named in `[mqtt]`, read once at start-up.
-pub(super) fn tls_material(cfg: &Config) -> Result<Option<TlsMaterial>, RunError> {
+fn tls_material(cfg: &Config) -> Result<Option<TlsMaterial>, RunError> {
     let Some(t) = &cfg.mqtt.tls else {
         return Ok(None);
     };

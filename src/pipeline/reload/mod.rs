@@ -107,7 +107,7 @@ impl Reloader {
         }
         let model = config.model.clone();
         let runtime = self.runtime.clone();
-        match spawn("model-load".into(), move || {
+        match spawn("model-load".into(), &cameras.bell, move || {
             let _span = tracing::info_span!("reload").entered();
             load_model(&model, &runtime)
         }) {
