@@ -8,20 +8,36 @@
 //!  Frame (BGR Mat)     file: blocking edge, nothing lost
 //!        │  preprocess one thread per camera: resize shorter side, center crop, normalize
 //!        ▼
-//!  Prepared (CHW f32)  one slot per camera: at most one frame waits per camera
+//!  Prepared (CHW f32)  rendezvous per camera: a frame waits for at most the run in progress
 //!        │  inference  one worker owning the ort::Session; batches across cameras
 //!        ▼
-//!  Classification      bounded
+//!  Classification      256, blocks (the publisher never waits for the broker)
 //!        │  publish    rumqttc on a tokio runtime: JSON on {prefix}/{camera}/labels
 //!        ▼
 //!      MQTT
 //! ```
 //!
-//! Module map: [`config`] (TOML → checked config), [`capture`], [`preprocess`],
-//! [`inference`], [`publish`] (one module per stage), [`messages`] (what travels between
-//! stages), [`labels`] (class names), [`status`] (per-camera state for the status topic),
-//! [`pipeline`] (wiring, start-up checks, shutdown), [`reload`] (what a new configuration
-//! changes on SIGHUP), [`service`] (systemd), [`metrics`] and [`admin`] (Prometheus, health).
+//! Edges, capacities and full-policies: [`pipeline::edges`] (and `docs/design.md`).
+//!
+//! Module map, in the direction dependencies go (a module uses only those below it;
+//! `tests/structure.rs` fails on a cycle):
+//! - [`pipeline`]: the lifecycle — start-up checks and loading (`startup`), the cameras'
+//!   threads (`cameras`), the edge table (`edges`), hot reload's plan and its application
+//!   (`reload`), the exit summary (`summary`);
+//! - [`config`]: reads the TOML, hands each section to the stage that owns it, assembles
+//!   the checked [`config::Config`];
+//! - the stages, each with its own `config.rs` (the section as written and its check):
+//!   [`capture`] (OpenCV, sources, fps gate), [`preprocess`] (Pillow-exact resampling,
+//!   normalization, the per-camera thread), [`inference`] (ONNX Runtime session, batching,
+//!   top-k), [`publish`] (outbox, connection tasks, topics, shutdown and spool, Home
+//!   Assistant);
+//! - [`admin`] (HTTP `/metrics`, `/healthz`, `/readyz`) and [`metrics`] (Prometheus);
+//! - leaves: [`messages`] (what travels between stages; uses only [`labels`]),
+//!   [`labels`], [`status`] (per-camera state), [`service`] (systemd), [`problems`]
+//!   (config problems with their fields), [`backoff`], [`pool`], [`memory`].
+//!
+//! The binary (`main.rs`) parses arguments, sets up logging and signals, runs the
+//! pipeline and maps errors to exit codes (`exit.rs`).
 
 pub mod admin;
 pub mod backoff;
