@@ -1,6 +1,8 @@
 //! The source tree keeps its shape: dependencies between the top-level modules of
 //! `src/` go one way (no import cycle), so configuration flows down from `config` to the
-//! stages and `messages` stays a leaf that every stage may use.
+//! stages and `messages` stays a leaf that every stage may use; no file is over 500 lines
+//! outside its tests and no function over 100 (rustfmt'd code: a function ends at the
+//! first `}` at its own indentation).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -159,4 +161,106 @@ fn top_level_modules_depend_on_each_other_one_way() {
         graph["messages"]
     );
     eprintln!("{graph:#?}");
+}
+
+fn src_files() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f
+                .strip_prefix(&src)
+                .expect("under src")
+                .display()
+                .to_string();
+            (name, std::fs::read_to_string(&f).expect("read"))
+        })
+        .collect()
+}
+
+/// The lines of `text` before its `#[cfg(test)]` module.
+fn code_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .take_while(|l| l.trim() != "#[cfg(test)]")
+        .collect()
+}
+
+/// (length in lines, name) of every function with a body in `lines`.
+fn functions(lines: &[&str]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        let starts = [
+            "fn ",
+            "pub fn ",
+            "pub(super) fn ",
+            "pub(crate) fn ",
+            "async fn ",
+            "pub(super) async fn ",
+            "pub async fn ",
+        ]
+        .iter()
+        .find(|p| trimmed.starts_with(*p));
+        if let Some(prefix) = starts {
+            if !trimmed.trim_end().ends_with(';') {
+                let name: String = trimmed[prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                // `fn f() {}` ends on its own line; otherwise at the first `}` at the
+                // function's indentation.
+                let end = if trimmed.trim_end().ends_with('}') {
+                    i
+                } else {
+                    (i + 1..lines.len())
+                        .find(|&j| {
+                            lines[j].trim() == "}"
+                                && lines[j].len() - lines[j].trim_start().len() == indent
+                        })
+                        .unwrap_or(i)
+                };
+                out.push((end - i + 1, name));
+                i = end;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn the_function_finder_measures_bodies() {
+    let code =
+        "fn a() {\n    let x = 1;\n}\n\n    pub fn b(&self) -> u8 {\n        2\n    }\nfn c();\nfn d() {}";
+    let lines: Vec<&str> = code.lines().collect();
+    assert_eq!(
+        functions(&lines),
+        [
+            (3, "a".to_owned()),
+            (3, "b".to_owned()),
+            (1, "d".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn files_and_functions_stay_a_readable_size() {
+    let mut problems = Vec::new();
+    for (name, text) in src_files() {
+        let lines = code_lines(&text);
+        if lines.len() > 500 {
+            problems.push(format!("{name}: {} lines outside its tests", lines.len()));
+        }
+        for (len, f) in functions(&lines) {
+            if len > 100 {
+                problems.push(format!("{name}: fn {f} is {len} lines"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
