@@ -26,6 +26,11 @@ baseline  bench/baseline.py (OpenCV, onnxruntime, paho-mqtt, one frame after the
           paced at its frame rate; latency from each frame's time on the camera's clock).
 threads   bare ONNX Runtime with 1 and 2 intra-op threads, alone and beside a decoder
           (ffmpeg decoding the clip on one thread, as a camera would), and e2e with 1 and 2.
+decode    many live cameras at fps = 1 reading analytics streams (25 frames/s, a keyframe
+          every 25, no B-frames) over RTSP into EfficientNet-Lite0, decode = all vs
+          keyframes vs auto: classified frames/s per camera (min–max), cores per stage and
+          the RTSP server's, RSS (``--decode-counts`` for 1080p, ``--decode-counts-360``,
+          ``--decode-modes``).
 cameras   1, 2, 4, 8, 16 live cameras (one RTSP server, 640x360 at 25 frames/s each) with
           ResNet-18 and ResNet-50, cross-camera batching on (max_batch 4) and off (1):
           total classified frames/s, each camera's share (fairness = largest deviation
@@ -434,6 +439,77 @@ def section_threads(a, ctx) -> dict:
     return out
 
 
+def camera_run(a, ctx, clip: pathlib.Path, model: pathlib.Path, cams_extra: list[dict],
+               max_batch: int, preset: str = "torchvision") -> dict:
+    """One run of live cameras, all reading `clip` from one RTSP server: classified
+    frames/s per camera, cores per stage and the server's, RSS. The window (``--cameras-s``)
+    opens 3 s after every camera has published once (one that never does within 120 s
+    counts as 0)."""
+    n = len(cams_extra)
+    server = Rtsp(clip)
+    sub = Collector(ctx["broker"].port, "bench/+/labels")
+    cams = [(f"cam{i:02d}", server.url, extra) for i, extra in enumerate(cams_extra)]
+    window: dict[str, float] = {}
+
+    def measure(pid: int) -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with sub.lock:
+                seen = {p["camera"] for _, p in sub.msgs}
+            if len(seen) == n:
+                break
+            time.sleep(0.2)
+        window["all_started"] = len(seen) == n
+        window["start"] = time.time() + 3.0
+        window["end"] = window["start"] + a.cameras_s
+        time.sleep(window["start"] - time.time())
+        before = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
+        time.sleep(window["end"] - time.time())
+        after = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
+        window["cpu"] = {k: (v - before[0].get(k, 0.0)) / a.cameras_s
+                         for k, v in after[0].items()}
+        window["rtsp_server_cpu"] = (after[1] - before[1]) / a.cameras_s
+        time.sleep(0.5)
+
+    try:
+        cfg = daemon_config(ctx["broker"].port, model, a.threads, preset, cams,
+                            max_batch=max_batch)
+        run = run_daemon(ctx["work"], cfg, until=measure)
+    finally:
+        time.sleep(0.5)
+        msgs = sub.stop()
+        server.stop()
+    per = {c: 0 for c, _, _ in cams}
+    for arr, p in msgs:
+        if window["start"] <= arr < window["end"]:
+            per[p["camera"]] += 1
+    span = window["end"] - window["start"]
+    rates = [v / span for v in per.values()]
+    total = sum(rates)
+    mean = total / n
+    rss = run["rss"]
+    return {"window_s": span, "all_started": window["all_started"], "cameras": n,
+            "classified_fps": total, "per_camera_fps": rates,
+            "per_camera_frames": list(per.values()),
+            "fairness_max_dev": (max(abs(r - mean) / mean for r in rates) if mean > 0
+                                 else float("nan")),
+            "ms_per_frame": 1e3 / total if total else None,
+            # cores busy during the window (CPU s per s), by stage, and the RTSP server's
+            # (the test's cameras, not streamclassd)
+            "cpu_cores": window["cpu"], "rtsp_server_cores": window["rtsp_server_cpu"],
+            "rss_peak_mb": rss.get("peak_mb"), "rss_steady_mb": rss.get("steady_mb"),
+            "skipped": sum(c.get("skipped", 0) for c in run["cameras"].values())}
+
+
+def log_run(r: dict) -> None:
+    rates, cpu = r["per_camera_fps"], r["cpu_cores"]
+    log(f"  {r['classified_fps']:.1f} frames/s, per camera {min(rates):.2f}–{max(rates):.2f}, "
+        f"fairness ±{r['fairness_max_dev']:.1%}; cores: streamclassd {cpu['total']:.2f} "
+        f"(decode {cpu.get('decode', 0):.2f}, preprocess {cpu.get('preprocess', 0):.2f}, "
+        f"inference {cpu.get('inference', 0):.2f}, publish {cpu.get('publish', 0):.2f}), "
+        f"RTSP server {r['rtsp_server_cores']:.2f}; RSS steady {r['rss_steady_mb'] or 0:.0f} MB")
+
+
 def section_cameras(a, ctx) -> dict:
     clip = ROOT / "target/test-fixtures/clip.mp4"
     out = {}
@@ -442,68 +518,43 @@ def section_cameras(a, ctx) -> dict:
         for batch in a.camera_batches:
             for n in a.camera_counts:
                 log(f"{n} camera(s), {name}, max_batch {batch}, {a.cameras_s:.0f} s window")
-                server = Rtsp(clip)
-                sub = Collector(ctx["broker"].port, "bench/+/labels")
-                cams = [(f"cam{i:02d}", server.url, {"fps": 0}) for i in range(n)]
-                window: dict[str, float] = {}
+                r = camera_run(a, ctx, clip, model, [{"fps": 0}] * n, batch)
+                r.update({"model": name, "max_batch": batch, "demand_fps": 25.0 * n})
+                out[f"{name}/batch{batch}/{n}"] = r
+                log_run(r)
+    return out
 
-                def measure(pid: int) -> None:
-                    # Start-up (n RTSP sessions, the model) is not part of the window: it
-                    # opens 3 s after every camera has published once (one that never does
-                    # within 120 s counts as 0) and lasts cameras_s.
-                    deadline = time.time() + 120
-                    while time.time() < deadline:
-                        with sub.lock:
-                            seen = {p["camera"] for _, p in sub.msgs}
-                        if len(seen) == n:
-                            break
-                        time.sleep(0.2)
-                    window["all_started"] = len(seen) == n
-                    window["start"] = time.time() + 3.0
-                    window["end"] = window["start"] + a.cameras_s
-                    time.sleep(window["start"] - time.time())
-                    before = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
-                    time.sleep(window["end"] - time.time())
-                    after = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
-                    window["cpu"] = {k: (v - before[0].get(k, 0.0)) / a.cameras_s
-                                     for k, v in after[0].items()}
-                    window["rtsp_server_cpu"] = (after[1] - before[1]) / a.cameras_s
-                    time.sleep(0.5)
 
-                try:
-                    cfg = daemon_config(ctx["broker"].port, model, a.threads, "torchvision",
-                                        cams, max_batch=batch)
-                    rss = run_daemon(ctx["work"], cfg, until=measure)["rss"]
-                finally:
-                    time.sleep(0.5)
-                    msgs = sub.stop()
-                    server.stop()
-                per = {c: 0 for c, _, _ in cams}
-                for arr, p in msgs:
-                    if window["start"] <= arr < window["end"]:
-                        per[p["camera"]] += 1
-                span = window["end"] - window["start"]
-                rates = [v / span for v in per.values()]
-                total = sum(rates)
-                mean = total / n
-                fairness = max(abs(r - mean) / mean for r in rates) if mean > 0 else float("nan")
-                out[f"{name}/batch{batch}/{n}"] = {
-                    "window_s": span, "all_started": window["all_started"], "cameras": n,
-                    "model": name, "max_batch": batch, "demand_fps": 25.0 * n,
-                    "classified_fps": total, "per_camera_fps": rates,
-                    "per_camera_frames": list(per.values()),
-                    "fairness_max_dev": fairness, "ms_per_frame": 1e3 / total if total else None,
-                    # cores busy during the window (CPU s per s), by stage, and the RTSP
-                    # server's (the test's cameras, not streamclassd)
-                    "cpu_cores": window["cpu"], "rtsp_server_cores": window["rtsp_server_cpu"],
-                    "rss_peak_mb": rss.get("peak_mb"), "rss_steady_mb": rss.get("steady_mb")}
-                cpu = window["cpu"]
-                log(f"  {total:.1f} frames/s, per camera {min(rates):.2f}–{max(rates):.2f}, "
-                    f"fairness ±{fairness:.1%}; cores: streamclassd {cpu['total']:.2f} "
-                    f"(decode {cpu.get('decode', 0):.2f}, preprocess {cpu.get('preprocess', 0):.2f}, "
-                    f"inference {cpu.get('inference', 0):.2f}, publish {cpu.get('publish', 0):.2f}), "
-                    f"RTSP server {window['rtsp_server_cpu']:.2f}; RSS steady "
-                    f"{rss.get('steady_mb', 0):.0f} MB")
+def analytics_clip(size: str) -> pathlib.Path:
+    """An analytics stream as cameras are set up for it: 25 frames/s, a keyframe every
+    25 frames, no B-frames, no audio (written once under target/bench/)."""
+    out = ROOT / "target/bench" / f"analytics-{size}-gop25.mp4"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size={size}:rate=25", "-t", "30", "-c:v", "libx264",
+                        "-preset", "veryfast", "-g", "25", "-keyint_min", "25",
+                        "-sc_threshold", "0", "-bf", "0", "-pix_fmt", "yuv420p", str(out)],
+                       check=True)
+    return out
+
+
+def section_decode(a, ctx) -> dict:
+    """Many cameras classified at fps = 1, decode = all vs keyframes vs auto, side by
+    side: 1080p (``--decode-counts``) and 360p (``--decode-counts-360``) analytics
+    streams into EfficientNet-Lite0."""
+    model = ROOT / "models/efficientnet-lite0.onnx"
+    out = {}
+    for size, counts in (("1920x1080", a.decode_counts), ("640x360", a.decode_counts_360)):
+        clip = analytics_clip(size)
+        for n in counts:
+            for mode in a.decode_modes:
+                log(f"{n} camera(s) {size} at fps 1, decode {mode}, {a.cameras_s:.0f} s window")
+                r = camera_run(a, ctx, clip, model, [{"fps": 1, "decode": mode}] * n, 4,
+                               preset="tf-efficientnet-lite")
+                r.update({"size": size, "decode": mode, "demand_fps": float(n)})
+                out[f"{size}/{mode}/{n}"] = r
+                log_run(r)
     return out
 
 
@@ -540,7 +591,7 @@ def section_int8(a, ctx) -> dict:
 
 SECTIONS = {"bare": section_bare, "e2e": section_e2e, "latency": section_latency,
             "baseline": section_baseline, "threads": section_threads,
-            "cameras": section_cameras, "int8": section_int8}
+            "cameras": section_cameras, "decode": section_decode, "int8": section_int8}
 
 
 # ---- report -----------------------------------------------------------------------------
@@ -608,6 +659,20 @@ def report(r: dict) -> str:
     lines.append("| measure | value |")
     lines.append("|---|---|")
     lines += [f"| {k} | {v} |" for k, v in rows]
+    if "decode" in s:
+        lines += ["", "| stream | decode | cameras | classified frames/s per camera (min–max) | "
+                  "streamclassd cores: total / decode / preprocess / inference / publish | "
+                  "cores per camera, all but inference | RSS steady MB | RTSP server cores |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for v in s["decode"].values():
+            pc, c = v["per_camera_fps"], v.get("cpu_cores", {})
+            rest = (c.get("total", 0) - c.get("inference", 0)) / v["cameras"]
+            started = "" if v.get("all_started", True) else " (not all cameras started)"
+            lines.append(
+                f"| {v['size']} | {v['decode']} | {v['cameras']} | {min(pc):.2f}–{max(pc):.2f}{started} | "
+                f"{c.get('total', 0):.2f} / {c.get('decode', 0):.2f} / {c.get('preprocess', 0):.2f} / "
+                f"{c.get('inference', 0):.2f} / {c.get('publish', 0):.2f} | {rest:.3f} | "
+                f"{v['rss_steady_mb'] or 0:.0f} | {v['rtsp_server_cores']:.2f} |")
     if "cameras" in s:
         lines += ["", "| model | max_batch | cameras | demand frames/s | classified frames/s | "
                   "per camera (min–max) | fairness (max dev.) | ms per frame | "
@@ -644,6 +709,9 @@ def main() -> int:
     ap.add_argument("--camera-batches", default="4,1", help="cameras section: max_batch values")
     ap.add_argument("--cameras-s", type=float, default=None,
                     help="cameras section: measured window per run, s (default 30, quick 15)")
+    ap.add_argument("--decode-counts", default=None, help="decode section, 1080p cameras: e.g. 1,4,8,16,24,32")
+    ap.add_argument("--decode-counts-360", default=None, help="decode section, 360p cameras: e.g. 16,32,64")
+    ap.add_argument("--decode-modes", default="all,keyframes,auto", help="decode section: decode values")
     ap.add_argument("--report", metavar="JSON", help="print the table of a saved run and exit")
     a = ap.parse_args()
     if a.report:
@@ -658,6 +726,11 @@ def main() -> int:
                                         ("1,4,16" if a.quick else "1,2,4,8,16")).split(",")]
     a.camera_models = (a.camera_models or ("resnet50" if a.quick else "resnet18,resnet50")).split(",")
     a.camera_batches = [int(x) for x in a.camera_batches.split(",")]
+    a.decode_counts = [int(x) for x in (a.decode_counts or
+                                        ("1,8" if a.quick else "1,4,8,16,24,32")).split(",") if x]
+    a.decode_counts_360 = [int(x) for x in (a.decode_counts_360 or
+                                            ("16" if a.quick else "16,32,64")).split(",") if x]
+    a.decode_modes = a.decode_modes.split(",")
     sections = [x for x in a.sections.split(",") if x]
     unknown = set(sections) - set(SECTIONS)
     if unknown:

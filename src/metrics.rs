@@ -73,10 +73,10 @@ impl Collector for Cameras {
 
 /// Per-camera counters read straight from the status.
 fn counters(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
-    let counters: [CounterDef; 4] = [
+    let counters: [CounterDef; 5] = [
         (
             "streamclassd_frames_captured",
-            "Frames decoded from the source.",
+            "Frames decoded from the source (skipped ones not included).",
             |s| s.frames,
         ),
         (
@@ -93,6 +93,11 @@ fn counters(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), s
             "streamclassd_frames_dropped_busy",
             "Frames dropped because the pipeline was busy (live sources).",
             |s| s.dropped,
+        ),
+        (
+            "streamclassd_frames_skipped",
+            "Frames of the source not decoded at all (keyframe-only decoding).",
+            |s| s.skipped,
         ),
     ];
     for (name, help, get) in counters {
@@ -132,6 +137,20 @@ fn drops(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std:
 fn states(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
     let probe = ConstGauge::new(0i64);
     let mut family = encoder.encode_descriptor(
+        "streamclassd_camera_decoding",
+        "1 for what the camera decodes (all or keyframes), 0 for the other.",
+        None,
+        probe.metric_type(),
+    )?;
+    for (id, s) in snaps {
+        for mode in ["all", "keyframes"] {
+            let labels = [("camera", *id), ("mode", mode)];
+            ConstGauge::new(i64::from(s.decoding == Some(mode)))
+                .encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let probe = ConstGauge::new(0i64);
+    let mut family = encoder.encode_descriptor(
         "streamclassd_camera_state",
         "1 for the camera's current state, 0 for the others.",
         None,
@@ -148,7 +167,7 @@ fn states(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std
 
 /// Demand and classified frames per second.
 fn rates(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
-    let gauges: [GaugeDef; 2] = [
+    let gauges: [GaugeDef; 3] = [
             (
                 "streamclassd_camera_demand_fps",
                 "Frames per second the camera asks for (its source's rate, or fps when lower; 0 for an unpaced file).",
@@ -158,6 +177,11 @@ fn rates(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std:
                 "streamclassd_camera_classified_fps",
                 "Frames per second classified over the last status period; below the demand when the pipeline is at capacity.",
                 |s| s.classified_fps,
+            ),
+            (
+                "streamclassd_camera_keyframe_interval_seconds",
+                "The stream's measured keyframe interval (network streams; 0 until two keyframes were seen).",
+                |s| s.keyframe_interval_s.unwrap_or(0.0),
             ),
         ];
     for (name, help, get) in gauges {

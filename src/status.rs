@@ -72,8 +72,14 @@ pub struct CameraStatus {
     pub frames: u64,
     /// Frames dropped because the pipeline was busy.
     pub dropped: u64,
-    /// Frames that could not be decoded (skipped).
+    /// Frames that could not be decoded.
     pub decode_errors: u64,
+    /// Frames of the source not decoded at all (keyframe-only decoding).
+    pub skipped: u64,
+    /// What is decoded: `all` or `keyframes` (none until the source is open).
+    pub decoding: Option<&'static str>,
+    /// The stream's measured keyframe interval, seconds (network streams).
+    pub keyframe_interval_s: Option<f64>,
     /// Label messages queued for the broker.
     pub classified: u64,
     /// Label messages dropped because the outbox was full.
@@ -109,6 +115,9 @@ impl Default for CameraStatus {
             frames: 0,
             dropped: 0,
             decode_errors: 0,
+            skipped: 0,
+            decoding: None,
+            keyframe_interval_s: None,
             classified: 0,
             outbox_dropped: 0,
             demand_fps: 0.0,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Source;
+use super::{DecodeMode, Source};
 use crate::problems::Problems;
 
 /// One `[[camera]]`.
@@ -33,6 +33,11 @@ pub struct RawCamera {
     /// Cap of the exponential backoff between reopen attempts.
     #[serde(default = "default_reconnect_max")]
     pub reconnect_max_s: f64,
+    /// Which frames of a network stream are decoded: `auto` (keyframes only while `fps`
+    /// is at or below the stream's keyframe rate, every frame otherwise), `all`, or
+    /// `keyframes`. Files and devices decode every frame.
+    #[serde(default)]
+    pub decode: DecodeMode,
 }
 
 fn default_stall_timeout() -> f64 {
@@ -57,6 +62,7 @@ pub struct CameraConfig {
     pub stall_timeout: Duration,
     pub open_timeout: Duration,
     pub reconnect_max: Duration,
+    pub decode: DecodeMode,
 }
 
 impl RawCamera {
@@ -95,6 +101,13 @@ impl RawCamera {
             );
             ok = false;
         }
+        if self.decode == DecodeMode::Keyframes && !matches!(source, Source::Network(_)) {
+            p.add(
+                field("decode"),
+                "\"keyframes\" is for network streams (files and devices decode every frame)",
+            );
+            ok = false;
+        }
         let stall = p.seconds(&field("stall_timeout_s"), self.stall_timeout_s, 0.5, 600.0);
         let open = p.seconds(&field("open_timeout_s"), self.open_timeout_s, 0.5, 600.0);
         let reconnect = p.seconds(&field("reconnect_max_s"), self.reconnect_max_s, 1.0, 3600.0);
@@ -111,6 +124,7 @@ impl RawCamera {
             stall_timeout,
             open_timeout,
             reconnect_max,
+            decode: self.decode,
         })
     }
 }

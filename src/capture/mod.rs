@@ -1,4 +1,6 @@
-//! Stage 1: one thread per camera reads frames with OpenCV's `VideoCapture`.
+//! Stage 1: one thread per camera reads frames: network streams with FFmpeg directly
+//! (only the frames `decode` asks for are decoded, see [`decode`]), devices and files with
+//! OpenCV's `VideoCapture`. Only frames the fps gate admits are converted to BGR.
 //!
 //! The edge to preprocessing depends on the source:
 //! - live (network stream, device): a one-slot channel where the newest frame wins; a frame
@@ -6,23 +8,32 @@
 //!   pipeline never builds a backlog of stale frames;
 //! - file: a replay; sending blocks, so no frame is lost.
 //!
-//! Every open and read is bounded in time (OpenCV's open/read timeouts). A live source that
-//! fails or stalls is released and reopened with capped, jittered exponential backoff.
+//! Every open and read is bounded in time (`open_timeout_s`, `stall_timeout_s`). A live
+//! source that fails or stalls is released and reopened with capped, jittered exponential
+//! backoff. Frames not decoded at all count as `skipped`, apart from `dropped`.
 
 mod config;
+pub mod decode;
+mod gate;
+mod libav;
+mod reader;
+mod sink;
 mod source;
 
 pub use config::{check_unique_ids, CameraConfig, RawCamera};
+pub use decode::{DecodeMode, Decoding};
+pub use gate::FpsGate;
+pub use sink::FrameSink;
 pub use source::{redact_url, scrub, Device, Source};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-use opencv::core::{Mat, Vector};
-use opencv::prelude::*;
-use opencv::videoio::{self, VideoCapture};
+use opencv::core::Mat;
+
+use libav::{Grab, Watch};
+use reader::Reader;
 
 use crate::backoff::Backoff;
 use crate::messages::Frame;
@@ -43,75 +54,6 @@ pub enum CaptureEnd {
     Stopped { frames: u64 },
     /// The source cannot be read at all (only for files: live sources are retried).
     Failed(String),
-}
-
-/// Where a capture thread sends frames, with the policy for when the edge is full.
-pub enum FrameSink {
-    /// Live: keep the newest; `evict` is a receiver on the same one-slot channel.
-    LatestWins {
-        tx: Sender<Frame>,
-        evict: Receiver<Frame>,
-    },
-    /// Replay: block until there is room.
-    Block(Sender<Frame>),
-}
-
-impl FrameSink {
-    /// Passes a frame on. Returns `Ok(true)` if an older frame was evicted for it,
-    /// `Err(())` when the receiving side has gone.
-    fn send(&self, frame: Frame) -> Result<bool, ()> {
-        match self {
-            FrameSink::Block(tx) => tx.send(frame).map(|_| false).map_err(|_| ()),
-            FrameSink::LatestWins { tx, evict } => {
-                let mut evicted = false;
-                let mut frame = frame;
-                loop {
-                    match tx.try_send(frame) {
-                        Ok(()) => return Ok(evicted),
-                        Err(TrySendError::Disconnected(_)) => return Err(()),
-                        Err(TrySendError::Full(back)) => {
-                            frame = back;
-                            evicted |= evict.try_recv().is_ok();
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Decides which frames to classify for a target rate.
-#[derive(Debug, Clone)]
-pub struct FpsGate {
-    interval: Option<f64>,
-    next_due: f64,
-}
-
-impl FpsGate {
-    /// `fps` of 0 admits every frame.
-    pub fn new(fps: f64) -> Self {
-        Self {
-            interval: (fps > 0.0).then(|| 1.0 / fps),
-            next_due: 0.0,
-        }
-    }
-
-    /// Should the frame at time `t` (seconds, non-decreasing) be classified?
-    pub fn admit(&mut self, t: f64) -> bool {
-        let Some(interval) = self.interval else {
-            return true;
-        };
-        // A microsecond of slack absorbs rounding in frame timestamps.
-        if t + 1e-6 < self.next_due {
-            return false;
-        }
-        self.next_due += interval;
-        if self.next_due <= t {
-            // After a gap, restart the schedule rather than bursting to catch up.
-            self.next_due = t + interval;
-        }
-        true
-    }
 }
 
 /// One camera's capture stage: built from its config and [`CaptureDeps`];
@@ -160,42 +102,16 @@ impl Capture {
     }
 }
 
-fn millis(d: Duration) -> i32 {
-    d.as_millis().min(i32::MAX as u128) as i32
-}
-
 impl Capture {
     fn source(&self) -> &Source {
         &self.config.source
     }
 
-    fn open(&self) -> Result<VideoCapture, String> {
-        let timeouts = Vector::from_slice(&[
-            videoio::CAP_PROP_OPEN_TIMEOUT_MSEC,
-            millis(self.config.open_timeout),
-            videoio::CAP_PROP_READ_TIMEOUT_MSEC,
-            millis(self.config.stall_timeout),
-        ]);
-        let cap = match self.source() {
-            Source::Network(url) => {
-                VideoCapture::from_file_with_params(url, videoio::CAP_FFMPEG, &timeouts)
-            }
-            Source::Device(Device::Index(i)) => {
-                VideoCapture::new_with_params(*i, videoio::CAP_ANY, &timeouts)
-            }
-            Source::Device(Device::Path(p)) => {
-                VideoCapture::from_file_with_params(p, videoio::CAP_V4L2, &timeouts)
-            }
-            Source::File(p) => {
-                VideoCapture::from_file_with_params(p, videoio::CAP_FFMPEG, &Vector::new())
-            }
-        }
-        .map_err(|e| scrub(&e.to_string(), self.source()))?;
-        match cap.is_opened() {
-            Ok(true) => Ok(cap),
-            Ok(false) => Err("cannot open the source".to_owned()),
-            Err(e) => Err(scrub(&e.to_string(), self.source())),
-        }
+    fn open(&self) -> Result<Reader, String> {
+        Reader::open(
+            &self.config,
+            Watch::new(self.cancel.clone(), self.stop.clone()),
+        )
     }
 
     fn cancelled(&self) -> bool {
@@ -318,13 +234,10 @@ impl Capture {
 
     /// Logs the opened source and reports what the camera asks for; returns the source's
     /// frame rate (25 when it does not say).
-    fn opened(&self, cap: &VideoCapture) -> f64 {
-        let source_fps = cap
-            .get(videoio::CAP_PROP_FPS)
-            .ok()
-            .filter(|f| f.is_finite() && *f > 0.0)
-            .unwrap_or(25.0);
-        tracing::info!(camera = %self.id, source = %self.source(), source_fps, "source opened");
+    fn opened(&self, cap: &Reader) -> f64 {
+        let source_fps = cap.fps();
+        let decoding = cap.decoding().0.as_str();
+        tracing::info!(camera = %self.id, source = %self.source(), source_fps, decoding, "source opened");
         // A file that is not paced asks for as many frames as the pipeline takes (0).
         let demand = if !self.source().is_live() && !self.config.realtime {
             0.0
@@ -333,30 +246,66 @@ impl Capture {
         } else {
             source_fps
         };
-        self.status.count(self.camera, |s| s.demand_fps = demand);
+        self.status.count(self.camera, |s| {
+            s.demand_fps = demand;
+            s.decoding = Some(decoding);
+        });
         source_fps
+    }
+
+    /// Reports a change of what is decoded (once per change) and the keyframe interval.
+    fn decoding_changed(&self, cap: &mut Reader) {
+        let (decoding, interval) = cap.decoding();
+        let change = cap.take_change();
+        self.status.count(self.camera, |s| {
+            s.decoding = Some(decoding.as_str());
+            s.keyframe_interval_s = interval;
+        });
+        if let Some(c) = change {
+            let interval = c.keyframe_interval_s.map(|i| format!("{i:.2}"));
+            if c.decoding == Decoding::All && c.reason != "measured keyframe interval" {
+                tracing::warn!(camera = %self.id, decoding = c.decoding.as_str(),
+                    keyframe_interval_s = interval, reason = c.reason,
+                    "keyframe-only decoding given up: decoding every frame");
+            } else {
+                tracing::info!(camera = %self.id, decoding = c.decoding.as_str(),
+                    keyframe_interval_s = interval, reason = c.reason, "decoding changed");
+            }
+        }
     }
 
     /// Reads frames from an open source and passes on those the fps gate admits, until
     /// the source ends or fails, shutdown, or the pipeline behind goes away.
-    fn stream(&self, cap: &mut VideoCapture, sink: &FrameSink, p: &mut Progress) -> Streamed {
+    fn stream(&self, cap: &mut Reader, sink: &FrameSink, p: &mut Progress) -> Streamed {
         let live = self.source().is_live();
         let source_fps = self.opened(cap);
         let opened_at = Instant::now();
         let first_index = p.index;
+        let mut first = true;
         let mut failures = 0u32;
         p.last_frame = Instant::now();
         while !self.cancelled() {
-            // A returned image of the same size is decoded into in place.
-            let mut image = self.images.take().unwrap_or_default();
             let read_started = Instant::now();
             self.beat.busy();
-            let ok = matches!(cap.read(&mut image), Ok(true)) && !image.empty();
+            let grabbed = cap.grab();
             self.beat.idle();
-            if !ok {
+            let (before, why) = match grabbed {
+                Grab::Frame { before, skipped } => {
+                    if skipped > 0 {
+                        self.status.count(self.camera, |s| s.skipped += skipped);
+                    }
+                    (Some(before), None)
+                }
+                Grab::Failed(e) => (None, Some(e)),
+            };
+            // Frames of the stream before this one that gave no picture here.
+            p.index += before.unwrap_or(0);
+            if before.is_none() {
                 failures += 1;
                 if live {
-                    return Streamed::Ended(Some(self.why_lost(read_started, p.last_frame)));
+                    let why = why.unwrap_or_default();
+                    let lost = self.why_lost(read_started, p.last_frame, &why);
+                    return Streamed::Ended(Some(lost));
                 }
                 if failures >= FILE_EOF_AFTER {
                     return Streamed::Ended(None);
@@ -371,19 +320,13 @@ impl Capture {
                 failures = 0;
             }
             p.last_frame = Instant::now();
-            if p.index == first_index {
+            if std::mem::take(&mut first) {
                 p.backoff.reset();
                 self.state(CameraState::Streaming, None);
             }
             let frame_index = p.index;
             p.index += 1;
-            // Read and decode; for a live source this includes waiting for the frame.
-            let decode_us = read_started.elapsed().as_micros() as u64;
-            let frames = p.index;
-            self.status.count(self.camera, |s| {
-                s.frames = frames;
-                s.stage_us.decode += decode_us;
-            });
+            self.decoding_changed(cap);
             // Files are paced by their own timeline, live sources by the clock.
             let t = if live {
                 p.started.elapsed().as_secs_f64()
@@ -396,16 +339,38 @@ impl Capture {
                     return Streamed::Ended(None);
                 }
             }
-            if p.gate.admit(t) && self.pass_on(sink, image, frame_index).is_err() {
-                return Streamed::SinkGone;
+            let admitted = p.gate.admit(t, cap.slack());
+            // A returned image of the same size is converted into in place.
+            let mut image = admitted.then(|| self.images.take().unwrap_or_default());
+            if let Some(img) = image.as_mut() {
+                if !cap.retrieve(img) {
+                    self.status.count(self.camera, |s| s.decode_errors += 1);
+                    image = None;
+                }
+            }
+            // Read, decode and convert; for a live source this includes waiting.
+            let decode_us = read_started.elapsed().as_micros() as u64;
+            self.status.count(self.camera, |s| {
+                s.frames += 1;
+                s.stage_us.decode += decode_us;
+            });
+            if let Some(image) = image {
+                if self.pass_on(sink, image, frame_index).is_err() {
+                    return Streamed::SinkGone;
+                }
             }
         }
         Streamed::Ended(None)
     }
 
-    /// Why a live read failed: a read that gave up after blocking (OpenCV's read timeout)
-    /// is a stall; one that failed at once is a stream that ended.
-    fn why_lost(&self, read_started: Instant, last_frame: Instant) -> (CameraState, String) {
+    /// Why a live read failed: a read that gave up after blocking (the read timeout) is a
+    /// stall; one that failed at once is a stream that ended (`why` says how).
+    fn why_lost(
+        &self,
+        read_started: Instant,
+        last_frame: Instant,
+        why: &str,
+    ) -> (CameraState, String) {
         let waited = read_started.elapsed();
         let silent = last_frame.elapsed();
         let half = self.config.stall_timeout / 2;
@@ -418,7 +383,8 @@ impl Capture {
             (
                 CameraState::Reconnecting,
                 format!(
-                    "stream ended or failed ({:.2} s after the last frame)",
+                    "stream ended or failed: {} ({:.2} s after the last frame)",
+                    scrub(why, self.source()),
                     silent.as_secs_f64()
                 ),
             )
@@ -470,7 +436,7 @@ impl Progress {
 
 /// How opening the source went.
 enum Opened {
-    Capture(VideoCapture),
+    Capture(Reader),
     /// A live source that could not be opened; waited out, try again.
     Retry,
     Cancelled,
@@ -485,50 +451,4 @@ enum Streamed {
     Ended(Option<(CameraState, String)>),
     /// The pipeline behind has gone away.
     SinkGone,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fps_gate_thins_a_25fps_timeline_to_5() {
-        let mut gate = FpsGate::new(5.0);
-        let admitted: Vec<u32> = (0..50).filter(|i| gate.admit(*i as f64 / 25.0)).collect();
-        assert_eq!(admitted, vec![0, 5, 10, 15, 20, 25, 30, 35, 40, 45]);
-    }
-
-    #[test]
-    fn fps_gate_zero_admits_everything_and_gaps_do_not_burst() {
-        let mut all = FpsGate::new(0.0);
-        assert!((0..10).all(|i| all.admit(i as f64)));
-        let mut gate = FpsGate::new(1.0);
-        assert!(gate.admit(0.0));
-        assert!(gate.admit(10.0));
-        assert!(!gate.admit(10.5));
-        assert!(gate.admit(11.0));
-    }
-
-    #[test]
-    fn latest_wins_evicts_and_counts() {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let sink = FrameSink::LatestWins {
-            tx,
-            evict: rx.clone(),
-        };
-        let frame = |index| Frame {
-            camera_id: Arc::from("c"),
-            camera: 0,
-            index,
-            captured_at: SystemTime::now(),
-            captured: Instant::now(),
-            dropped: 0,
-            image: Mat::default(),
-        };
-        assert_eq!(sink.send(frame(0)), Ok(false));
-        assert_eq!(sink.send(frame(1)), Ok(true));
-        assert_eq!(sink.send(frame(2)), Ok(true));
-        assert_eq!(rx.try_recv().map(|f| f.index).ok(), Some(2));
-        assert!(rx.try_recv().is_err());
-    }
 }

@@ -271,3 +271,31 @@ fn threads_auto_and_gpu_providers_are_checked() {
         "{err:?}"
     );
 }
+
+#[test]
+fn decode_modes_parse_and_keyframes_needs_a_network_stream() {
+    use crate::capture::DecodeMode;
+    let c = parse(&format!(
+        "{MINIMAL}\n[[camera]]\nid = \"net\"\nsource = \"rtsp://cam/1\"\ndecode = \"keyframes\"\n\
+         [[camera]]\nid = \"all\"\nsource = \"rtsp://cam/2\"\ndecode = \"all\"\n"
+    ))
+    .expect("valid");
+    let modes: Vec<DecodeMode> = c.cameras.iter().map(|c| c.decode).collect();
+    assert_eq!(
+        modes,
+        [DecodeMode::Auto, DecodeMode::Keyframes, DecodeMode::All]
+    );
+    let got = problems(&MINIMAL.replace(
+        "source = \"clip.mp4\"",
+        "source = \"clip.mp4\"\ndecode = \"keyframes\"",
+    ));
+    has(
+        &got,
+        "camera[0].decode: \"keyframes\" is for network streams",
+    );
+    let got = problems(&MINIMAL.replace(
+        "source = \"clip.mp4\"",
+        "source = \"rtsp://x/y\"\ndecode = \"some\"",
+    ));
+    has(&got, "camera[0].decode: unknown variant `some`");
+}

@@ -38,6 +38,8 @@ pub struct CameraSummary {
     /// Frames dropped because the pipeline was busy.
     pub dropped: u64,
     pub decode_errors: u64,
+    /// Frames not decoded at all (keyframe-only decoding).
+    pub skipped: u64,
     pub reconnects: u64,
     /// Label messages dropped because the outbox was full.
     pub outbox_dropped: u64,
@@ -79,6 +81,7 @@ impl CameraSummary {
             published,
             dropped: status.dropped,
             decode_errors: status.decode_errors,
+            skipped: status.skipped,
             reconnects: status.reconnects,
             outbox_dropped: status.outbox_dropped,
             stage_ms: StageMs {
@@ -101,6 +104,7 @@ impl CameraSummary {
             published = self.published,
             dropped = self.dropped,
             decode_errors = self.decode_errors,
+            skipped = self.skipped,
             reconnects = self.reconnects,
             outbox_dropped = self.outbox_dropped,
             decode_ms = ms(self.stage_ms.decode),

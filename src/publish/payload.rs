@@ -59,8 +59,17 @@ pub struct StatusPayload<'a> {
     pub frames: u64,
     pub dropped: u64,
     pub decode_errors: u64,
+    pub skipped: u64,
     pub outbox_dropped: u64,
     pub fps: FpsPayload,
+    pub decode: DecodePayload,
+}
+
+/// What the camera decodes and the keyframe interval it measured.
+#[derive(Debug, Serialize)]
+pub struct DecodePayload {
+    pub mode: Option<&'static str>,
+    pub keyframe_interval_s: Option<f64>,
 }
 
 /// A camera's demand and what it got, frames per second.
@@ -79,10 +88,15 @@ pub fn encode_status(s: &CameraStatus) -> Vec<u8> {
         frames: s.frames,
         dropped: s.dropped,
         decode_errors: s.decode_errors,
+        skipped: s.skipped,
         outbox_dropped: s.outbox_dropped,
         fps: FpsPayload {
             demand: s.demand_fps,
             classified: s.classified_fps,
+        },
+        decode: DecodePayload {
+            mode: s.decoding,
+            keyframe_interval_s: s.keyframe_interval_s.map(|i| (i * 1000.0).round() / 1000.0),
         },
     };
     // Serializing plain strings and integers cannot fail.
@@ -164,6 +178,9 @@ pub fn encode_stats(
                 "classified": s.classified,
                 "dropped": s.dropped,
                 "decode_errors": s.decode_errors,
+                "skipped": s.skipped,
+                "decode": s.decoding,
+                "keyframe_interval_s": s.keyframe_interval_s,
                 "reconnects": s.reconnects,
                 "outbox_dropped": s.outbox_dropped,
                 "demand_fps": s.demand_fps,

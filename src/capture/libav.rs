@@ -1,0 +1,318 @@
+//! Network streams read with FFmpeg's libraries directly (`ffmpeg-next`): packets are
+//! demuxed, and only those the [`KeyframePolicy`] wants reach the decoder; a decoded frame
+//! is converted to BGR only when the fps gate admits it. One decoder thread per camera
+//! (FFmpeg would otherwise start one per CPU for every camera, each holding its own
+//! frames).
+//!
+//! Every blocking call is bounded: FFmpeg's interrupt callback aborts an open that takes
+//! longer than `open_timeout_s`, a read that waits longer than `stall_timeout_s`, and
+//! either at once when the camera is stopped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ffmpeg_next as ff;
+use opencv::core::{Mat, Scalar, CV_8UC3};
+use opencv::prelude::*;
+
+use super::decode::{Change, DecodeMode, Decoding, KeyframePolicy};
+
+/// What the interrupt callback reads: a deadline for the call in progress and the stop
+/// flags.
+#[derive(Debug)]
+pub struct Watch {
+    epoch: Instant,
+    /// Milliseconds since `epoch` after which a blocking call gives up.
+    deadline_ms: AtomicU64,
+    cancel: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watch {
+    pub fn new(cancel: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Arc<Watch> {
+        Arc::new(Watch {
+            epoch: Instant::now(),
+            deadline_ms: AtomicU64::new(u64::MAX),
+            cancel,
+            stop,
+        })
+    }
+
+    /// The next blocking call may take `d`.
+    fn arm(&self, d: Duration) {
+        let ms = (self.epoch.elapsed() + d).as_millis() as u64;
+        self.deadline_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn expired(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+            || self.stop.load(Ordering::Relaxed)
+            || self.epoch.elapsed().as_millis() as u64 > self.deadline_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// The one reviewed FFI need of this backend: `ffmpeg-next` opens an input either with
+/// options or with an interrupt callback, and a camera needs both.
+#[allow(unsafe_code)]
+mod ffi {
+    use std::ffi::CString;
+    use std::os::raw::{c_int, c_void};
+    use std::ptr;
+    use std::sync::Arc;
+
+    use ff::ffi as sys;
+    use ffmpeg_next as ff;
+
+    use super::Watch;
+
+    extern "C" fn interrupted(opaque: *mut c_void) -> c_int {
+        // SAFETY: `opaque` is the `Watch` that `Reader` keeps alive (in an `Arc`) for as
+        // long as the format context exists; only atomics are read through it.
+        let watch = unsafe { &*(opaque as *const Watch) };
+        c_int::from(watch.expired())
+    }
+
+    /// `avformat_open_input` + `avformat_find_stream_info` with `options` and an interrupt
+    /// callback reading `watch`, as `ffmpeg_next::format::input_with_dictionary` does.
+    pub fn open_input(
+        url: &str,
+        options: ff::Dictionary,
+        watch: &Arc<Watch>,
+    ) -> Result<ff::format::context::Input, ff::Error> {
+        let url = CString::new(url).map_err(|_| ff::Error::InvalidData)?;
+        // SAFETY: the context is allocated here and either handed to `Input` (which
+        // closes it) or freed by `avformat_open_input` / `avformat_close_input` on
+        // failure; the dictionary is owned again after the call; the callback's opaque
+        // pointer outlives the context (see `interrupted`).
+        unsafe {
+            let mut ps = sys::avformat_alloc_context();
+            if ps.is_null() {
+                return Err(ff::Error::Other {
+                    errno: libc::ENOMEM,
+                });
+            }
+            (*ps).interrupt_callback = sys::AVIOInterruptCB {
+                callback: Some(interrupted),
+                opaque: Arc::as_ptr(watch) as *mut c_void,
+            };
+            let mut opts = options.disown();
+            let res = sys::avformat_open_input(&mut ps, url.as_ptr(), ptr::null_mut(), &mut opts);
+            drop(ff::Dictionary::own(opts));
+            if res < 0 {
+                return Err(ff::Error::from(res));
+            }
+            let found = sys::avformat_find_stream_info(ps, ptr::null_mut());
+            if found < 0 {
+                sys::avformat_close_input(&mut ps);
+                return Err(ff::Error::from(found));
+            }
+            Ok(ff::format::context::Input::wrap(ps))
+        }
+    }
+}
+
+/// What one step of reading gave.
+#[derive(Debug)]
+pub enum Grab {
+    /// A frame was decoded. `before` video packets were read before the one it came from
+    /// (so the frame index moves on by that much first); `skipped` of them were not
+    /// decoded at all.
+    Frame { before: u64, skipped: u64 },
+    /// Reading failed (or gave up at its deadline).
+    Failed(String),
+}
+
+/// An open network stream.
+pub struct Reader {
+    // Field order matters: the input (and its interrupt callback) goes before `watch`.
+    input: ff::format::context::Input,
+    decoder: ff::decoder::Video,
+    scaler: Option<ff::software::scaling::Context>,
+    frame: ff::frame::Video,
+    bgr: ff::frame::Video,
+    video: usize,
+    fps: f64,
+    policy: KeyframePolicy,
+    stall: Duration,
+    epoch: Instant,
+    watch: Arc<Watch>,
+}
+
+/// FFmpeg logs through its own callback; keep it to errors (the camera's own log lines
+/// say what matters).
+fn quiet() {
+    ff::util::log::set_level(ff::util::log::Level::Error);
+}
+
+impl Reader {
+    /// Opens `url` within `open_timeout` and its video decoder (one thread).
+    pub fn open(
+        url: &str,
+        open_timeout: Duration,
+        stall: Duration,
+        mode: DecodeMode,
+        fps: f64,
+        watch: Arc<Watch>,
+    ) -> Result<Reader, String> {
+        ff::init().map_err(|e| e.to_string())?;
+        quiet();
+        let mut options = ff::Dictionary::new();
+        // Like OpenCV's default: RTP over TCP when the server offers it.
+        options.set("rtsp_flags", "prefer_tcp");
+        watch.arm(open_timeout);
+        let input = ffi::open_input(url, options, &watch).map_err(|e| e.to_string())?;
+        let stream = input
+            .streams()
+            .best(ff::media::Type::Video)
+            .ok_or_else(|| "no video stream".to_owned())?;
+        let video = stream.index();
+        let rate = stream.avg_frame_rate();
+        let source_fps = if rate.denominator() != 0 && rate.numerator() > 0 {
+            f64::from(rate.numerator()) / f64::from(rate.denominator())
+        } else {
+            25.0
+        };
+        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| e.to_string())?;
+        ctx.set_threading(ff::threading::Config {
+            kind: ff::threading::Type::Frame,
+            count: 1,
+            ..Default::default()
+        });
+        let decoder = ctx.decoder().video().map_err(|e| e.to_string())?;
+        let epoch = Instant::now();
+        Ok(Reader {
+            input,
+            decoder,
+            scaler: None,
+            frame: ff::frame::Video::empty(),
+            bgr: ff::frame::Video::empty(),
+            video,
+            fps: source_fps,
+            policy: KeyframePolicy::new(mode, fps, 0.0),
+            stall,
+            epoch,
+            watch,
+        })
+    }
+
+    /// The stream's frame rate (25 when it does not say).
+    pub fn fps(&self) -> f64 {
+        self.fps
+    }
+
+    pub fn decoding(&self) -> Decoding {
+        self.policy.decoding()
+    }
+
+    pub fn keyframe_interval(&self) -> Option<f64> {
+        self.policy.keyframe_interval()
+    }
+
+    /// How early the fps gate may admit a frame (see [`KeyframePolicy::slack`]).
+    pub fn slack(&self) -> f64 {
+        self.policy.slack()
+    }
+
+    pub fn take_change(&mut self) -> Option<Change> {
+        self.policy.take_change()
+    }
+
+    /// Reads packets until one decodes to a frame.
+    pub fn grab(&mut self) -> Grab {
+        // A packet can decode to more than one frame: those come first.
+        if self.decoder.receive_frame(&mut self.frame).is_ok() {
+            self.decoded();
+            return Grab::Frame {
+                before: 0,
+                skipped: 0,
+            };
+        }
+        let (mut before, mut skipped) = (0, 0);
+        let mut packet = ff::Packet::empty();
+        loop {
+            self.watch.arm(self.stall);
+            match packet.read(&mut self.input) {
+                Ok(()) => {}
+                Err(ff::Error::Eof) => return Grab::Failed("end of stream".into()),
+                Err(e) => return Grab::Failed(e.to_string()),
+            }
+            if packet.stream() != self.video {
+                continue;
+            }
+            let t = self.epoch.elapsed().as_secs_f64();
+            if !self.policy.on_packet(packet.is_key(), t) {
+                before += 1;
+                skipped += 1;
+                continue;
+            }
+            if self.decoder.send_packet(&packet).is_err() {
+                self.policy.on_decode_error();
+                before += 1;
+                continue;
+            }
+            if self.decoder.receive_frame(&mut self.frame).is_ok() {
+                self.decoded();
+                return Grab::Frame { before, skipped };
+            }
+            // No picture from this packet (yet): it still was a frame of the stream. A
+            // keyframe that gives none did not decode on its own.
+            self.policy.on_frame(false);
+            before += 1;
+        }
+    }
+
+    /// Tells the policy whether the frame is a whole picture: intra-coded. (FFmpeg also
+    /// flags an intra-refresh recovery point as a key frame, but it is a P picture that
+    /// needs the frames before it.)
+    fn decoded(&mut self) {
+        let whole = matches!(
+            self.frame.kind(),
+            ff::picture::Type::I | ff::picture::Type::SI
+        );
+        self.policy.on_frame(whole);
+    }
+
+    /// The last decoded frame as 8-bit BGR in `out` (reallocated only when its size
+    /// changes).
+    pub fn retrieve(&mut self, out: &mut Mat) -> Result<(), String> {
+        let (w, h, format) = (self.frame.width(), self.frame.height(), self.frame.format());
+        let stale = self.scaler.as_ref().is_none_or(|s| {
+            s.input().width != w || s.input().height != h || s.input().format != format
+        });
+        if stale {
+            // The flags OpenCV's FFmpeg backend converts with, so the bytes match it.
+            let scaler = ff::software::scaling::Context::get(
+                format,
+                w,
+                h,
+                ff::format::Pixel::BGR24,
+                w,
+                h,
+                ff::software::scaling::Flags::BICUBIC,
+            )
+            .map_err(|e| e.to_string())?;
+            self.scaler = Some(scaler);
+        }
+        let Some(scaler) = self.scaler.as_mut() else {
+            return Err("no scaler".into());
+        };
+        scaler
+            .run(&self.frame, &mut self.bgr)
+            .map_err(|e| e.to_string())?;
+        let (cols, rows) = (w as i32, h as i32);
+        if out.cols() != cols || out.rows() != rows || out.typ() != CV_8UC3 {
+            *out = Mat::new_rows_cols_with_default(rows, cols, CV_8UC3, Scalar::all(0.0))
+                .map_err(|e| e.to_string())?;
+        }
+        let stride = self.bgr.stride(0);
+        let row = w as usize * 3;
+        let src = self.bgr.data(0);
+        let dst = out.data_bytes_mut().map_err(|e| e.to_string())?;
+        for (y, line) in dst.chunks_exact_mut(row).enumerate() {
+            line.copy_from_slice(&src[y * stride..y * stride + row]);
+        }
+        Ok(())
+    }
+}
