@@ -72,7 +72,8 @@ pub struct KeyframePolicy {
 }
 
 impl KeyframePolicy {
-    /// `now` is the stream's clock (seconds) at its first packet.
+    /// `now` is the stream's clock (seconds) at its first packet, or NaN to take the
+    /// first packet's time.
     pub fn new(mode: DecodeMode, fps: f64, now: f64) -> KeyframePolicy {
         let period = (fps > 0.0).then(|| 1.0 / fps);
         KeyframePolicy {
@@ -104,12 +105,18 @@ impl KeyframePolicy {
 
     /// A packet arrived at `t`: should it be decoded?
     pub fn on_packet(&mut self, key: bool, t: f64) -> bool {
+        if self.started.is_nan() {
+            self.started = t;
+        }
         if key {
             if let Some(last) = self.last_key {
                 let gap = t - last;
-                // The latest interval: a dynamic GOP shows as it changes.
-                self.interval = Some(gap);
-                self.intervals += 1;
+                // The latest interval: a dynamic GOP shows as it changes. A clock that
+                // went backwards (the source restarted) measures nothing.
+                if gap > 0.0 {
+                    self.interval = Some(gap);
+                    self.intervals += 1;
+                }
             }
             self.last_key = Some(t);
         }

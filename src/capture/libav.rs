@@ -134,6 +134,8 @@ pub struct Reader {
     video: usize,
     fps: f64,
     policy: KeyframePolicy,
+    /// Seconds per tick of the video stream's timestamps.
+    time_base: f64,
     stall: Duration,
     epoch: Instant,
     watch: Arc<Watch>,
@@ -167,6 +169,12 @@ impl Reader {
             .best(ff::media::Type::Video)
             .ok_or_else(|| "no video stream".to_owned())?;
         let video = stream.index();
+        let tb = stream.time_base();
+        let time_base = if tb.denominator() != 0 {
+            f64::from(tb.numerator()) / f64::from(tb.denominator())
+        } else {
+            1.0 / 90_000.0
+        };
         let rate = stream.avg_frame_rate();
         let source_fps = if rate.denominator() != 0 && rate.numerator() > 0 {
             f64::from(rate.numerator()) / f64::from(rate.denominator())
@@ -190,7 +198,8 @@ impl Reader {
             bgr: ff::frame::Video::empty(),
             video,
             fps: source_fps,
-            policy: KeyframePolicy::new(mode, fps, 0.0),
+            policy: KeyframePolicy::new(mode, fps, f64::NAN),
+            time_base,
             stall,
             epoch,
             watch,
@@ -241,7 +250,12 @@ impl Reader {
             if packet.stream() != self.video {
                 continue;
             }
-            let t = self.epoch.elapsed().as_secs_f64();
+            // The stream's own clock: a reader that falls behind (decoding every frame
+            // of many cameras) must not measure its keyframes as further apart.
+            let t = match packet.pts().or(packet.dts()) {
+                Some(ts) => ts as f64 * self.time_base,
+                None => self.epoch.elapsed().as_secs_f64(),
+            };
             if !self.policy.on_packet(packet.is_key(), t) {
                 before += 1;
                 skipped += 1;
