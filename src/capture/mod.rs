@@ -238,14 +238,7 @@ impl Capture {
         let source_fps = cap.fps();
         let decoding = cap.decoding().0.as_str();
         tracing::info!(camera = %self.id, source = %self.source(), source_fps, decoding, "source opened");
-        // A file that is not paced asks for as many frames as the pipeline takes (0).
-        let demand = if !self.source().is_live() && !self.config.realtime {
-            0.0
-        } else if self.config.fps > 0.0 {
-            self.config.fps.min(source_fps)
-        } else {
-            source_fps
-        };
+        let demand = self.demand(source_fps, cap);
         self.status.count(self.camera, |s| {
             s.demand_fps = demand;
             s.decoding = Some(decoding);
@@ -253,13 +246,33 @@ impl Capture {
         source_fps
     }
 
+    /// Frames per second the camera asks for: its `fps`, at most what the source gives —
+    /// every frame, or its keyframes when only those are decoded. A file that is not
+    /// paced asks for as many frames as the pipeline takes (0).
+    fn demand(&self, source_fps: f64, cap: &Reader) -> f64 {
+        if !self.source().is_live() && !self.config.realtime {
+            return 0.0;
+        }
+        let given = match cap.decoding() {
+            (Decoding::Keyframes, Some(interval)) if interval > 0.0 => 1.0 / interval,
+            _ => source_fps,
+        };
+        if self.config.fps > 0.0 {
+            self.config.fps.min(given)
+        } else {
+            given
+        }
+    }
+
     /// Reports a change of what is decoded (once per change) and the keyframe interval.
-    fn decoding_changed(&self, cap: &mut Reader) {
+    fn decoding_changed(&self, cap: &mut Reader, source_fps: f64) {
         let (decoding, interval) = cap.decoding();
         let change = cap.take_change();
+        let demand = self.demand(source_fps, cap);
         self.status.count(self.camera, |s| {
             s.decoding = Some(decoding.as_str());
             s.keyframe_interval_s = interval;
+            s.demand_fps = demand;
         });
         if let Some(c) = change {
             let interval = c.keyframe_interval_s.map(|i| format!("{i:.2}"));
@@ -326,7 +339,7 @@ impl Capture {
             }
             let frame_index = p.index;
             p.index += 1;
-            self.decoding_changed(cap);
+            self.decoding_changed(cap, source_fps);
             // Files are paced by their own timeline, live sources by the clock.
             let t = if live {
                 p.started.elapsed().as_secs_f64()
