@@ -141,10 +141,11 @@ pub struct Reader {
     watch: Arc<Watch>,
 }
 
-/// FFmpeg logs through its own callback; keep it to errors (the camera's own log lines
-/// say what matters).
+/// FFmpeg's own log lines go to stderr outside the daemon's log, unredacted (some name the
+/// URL, credentials included): off. What matters comes back as errors, which the camera
+/// reports with its secrets scrubbed.
 fn quiet() {
-    ff::util::log::set_level(ff::util::log::Level::Error);
+    ff::util::log::set_level(ff::util::log::Level::Quiet);
 }
 
 impl Reader {
