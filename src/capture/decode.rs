@@ -46,6 +46,8 @@ pub struct Change {
     pub decoding: Decoding,
     pub keyframe_interval_s: Option<f64>,
     pub reason: &'static str,
+    /// Keyframe-only decoding was given up for good.
+    pub fallback: bool,
 }
 
 /// Keyframes that may decode to something other than a whole picture, in a row, before
@@ -208,6 +210,7 @@ impl KeyframePolicy {
             decoding,
             keyframe_interval_s: self.interval,
             reason,
+            fallback: self.fell_back,
         });
     }
 }

@@ -238,11 +238,6 @@ impl Capture {
         let source_fps = cap.fps();
         let decoding = cap.decoding().0.as_str();
         tracing::info!(camera = %self.id, source = %self.source(), source_fps, decoding, "source opened");
-        let demand = self.demand(source_fps, cap);
-        self.status.count(self.camera, |s| {
-            s.demand_fps = demand;
-            s.decoding = Some(decoding);
-        });
         source_fps
     }
 
@@ -264,19 +259,28 @@ impl Capture {
         }
     }
 
-    /// Reports a change of what is decoded (once per change) and the keyframe interval.
-    fn decoding_changed(&self, cap: &mut Reader, source_fps: f64) {
-        let (decoding, interval) = cap.decoding();
-        let change = cap.take_change();
-        let demand = self.demand(source_fps, cap);
-        self.status.count(self.camera, |s| {
-            s.decoding = Some(decoding.as_str());
-            s.keyframe_interval_s = interval;
-            s.demand_fps = demand;
-        });
-        if let Some(c) = change {
+    /// Puts what is decoded, the keyframe interval and the demand that follows from them
+    /// on the status board when they moved since `reported`, and logs a change of mode
+    /// once.
+    fn report_decoding(
+        &self,
+        cap: &mut Reader,
+        source_fps: f64,
+        reported: &mut Option<(Decoding, Option<f64>)>,
+    ) {
+        let now = cap.decoding();
+        if *reported != Some(now) {
+            *reported = Some(now);
+            let demand = self.demand(source_fps, cap);
+            self.status.count(self.camera, |s| {
+                s.decoding = Some(now.0.as_str());
+                s.keyframe_interval_s = now.1;
+                s.demand_fps = demand;
+            });
+        }
+        if let Some(c) = cap.take_change() {
             let interval = c.keyframe_interval_s.map(|i| format!("{i:.2}"));
-            if c.decoding == Decoding::All && c.reason != "measured keyframe interval" {
+            if c.fallback {
                 tracing::warn!(camera = %self.id, decoding = c.decoding.as_str(),
                     keyframe_interval_s = interval, reason = c.reason,
                     "keyframe-only decoding given up: decoding every frame");
@@ -292,6 +296,8 @@ impl Capture {
     fn stream(&self, cap: &mut Reader, sink: &FrameSink, p: &mut Progress) -> Streamed {
         let live = self.source().is_live();
         let source_fps = self.opened(cap);
+        let mut reported = None;
+        self.report_decoding(cap, source_fps, &mut reported);
         let opened_at = Instant::now();
         let first_index = p.index;
         let mut first = true;
@@ -339,7 +345,7 @@ impl Capture {
             }
             let frame_index = p.index;
             p.index += 1;
-            self.decoding_changed(cap, source_fps);
+            self.report_decoding(cap, source_fps, &mut reported);
             // Files are paced by their own timeline, live sources by the clock.
             let t = if live {
                 p.started.elapsed().as_secs_f64()
