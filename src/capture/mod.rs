@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use opencv::core::Mat;
+use opencv::prelude::MatTraitConst;
 
 use libav::{Grab, Watch};
 use reader::Reader;
@@ -77,7 +78,7 @@ pub struct CaptureDeps {
     pub stop: Arc<AtomicBool>,
     pub status: Arc<StatusBoard>,
     pub beat: Beat,
-    /// Images preprocessing is done with, decoded into again.
+    /// Images preprocessing is done with (shared by every camera), decoded into again.
     pub images: Pool<Mat>,
 }
 
@@ -302,6 +303,8 @@ impl Capture {
         let first_index = p.index;
         let mut first = true;
         let mut failures = 0u32;
+        // (rows, cols) of this camera's images so far.
+        let mut size = None;
         p.last_frame = Instant::now();
         while !self.cancelled() {
             let read_started = Instant::now();
@@ -359,10 +362,12 @@ impl Capture {
                 }
             }
             let admitted = p.gate.admit(t, cap.slack());
-            // A returned image of the same size is converted into in place.
-            let mut image = admitted.then(|| self.images.take().unwrap_or_default());
+            // A returned image of this camera's size is converted into in place.
+            let mut image = admitted.then(|| self.image(size));
             if let Some(img) = image.as_mut() {
-                if !cap.retrieve(img) {
+                if cap.retrieve(img) {
+                    size = Some((img.rows(), img.cols()));
+                } else {
                     self.status.count(self.camera, |s| s.decode_errors += 1);
                     image = None;
                 }
@@ -410,6 +415,13 @@ impl Capture {
         }
     }
 
+    /// An image to convert into: a returned one of `size` (rows, cols) if the shared
+    /// pool has one, else a new one (sized by the conversion).
+    fn image(&self, size: Option<(i32, i32)>) -> Mat {
+        let fits = |m: &Mat| size.is_none_or(|s| (m.rows(), m.cols()) == s);
+        self.images.take_where(fits).unwrap_or_default()
+    }
+
     /// Sends an admitted frame to preprocessing, counting a waiting frame it evicted.
     fn pass_on(&self, sink: &FrameSink, image: Mat, index: u64) -> Result<(), ()> {
         // Frames dropped so far, here and by preprocessing (a prepared frame replaced by
@@ -424,8 +436,9 @@ impl Capture {
             dropped,
             image,
         };
-        if sink.send(frame)? {
+        if let Some(old) = sink.send(frame)? {
             self.status.count(self.camera, |s| s.dropped += 1);
+            self.images.give(old.image);
         }
         Ok(())
     }

@@ -16,13 +16,13 @@ pub enum FrameSink {
 }
 
 impl FrameSink {
-    /// Passes a frame on. Returns `Ok(true)` if an older frame was evicted for it,
-    /// `Err(())` when the receiving side has gone.
-    pub(super) fn send(&self, frame: Frame) -> Result<bool, ()> {
+    /// Passes a frame on. Returns the older frame evicted for it, if one was (its image
+    /// can be reused), `Err(())` when the receiving side has gone.
+    pub(super) fn send(&self, frame: Frame) -> Result<Option<Frame>, ()> {
         match self {
-            FrameSink::Block(tx) => tx.send(frame).map(|_| false).map_err(|_| ()),
+            FrameSink::Block(tx) => tx.send(frame).map(|_| None).map_err(|_| ()),
             FrameSink::LatestWins { tx, evict } => {
-                let mut evicted = false;
+                let mut evicted = None;
                 let mut frame = frame;
                 loop {
                     match tx.try_send(frame) {
@@ -30,7 +30,10 @@ impl FrameSink {
                         Err(TrySendError::Disconnected(_)) => return Err(()),
                         Err(TrySendError::Full(back)) => {
                             frame = back;
-                            evicted |= evict.try_recv().is_ok();
+                            // (The receiver may take it first: then the slot is free.)
+                            if let Ok(old) = evict.try_recv() {
+                                evicted = Some(old);
+                            }
                         }
                     }
                 }
@@ -49,7 +52,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn latest_wins_evicts_and_counts() {
+    fn latest_wins_evicts_and_hands_back_the_evicted_frame() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let sink = FrameSink::LatestWins {
             tx,
@@ -64,9 +67,10 @@ mod tests {
             dropped: 0,
             image: Mat::default(),
         };
-        assert_eq!(sink.send(frame(0)), Ok(false));
-        assert_eq!(sink.send(frame(1)), Ok(true));
-        assert_eq!(sink.send(frame(2)), Ok(true));
+        let evicted = |r: Result<Option<Frame>, ()>| r.map(|f| f.map(|f| f.index));
+        assert_eq!(evicted(sink.send(frame(0))), Ok(None));
+        assert_eq!(evicted(sink.send(frame(1))), Ok(Some(0)));
+        assert_eq!(evicted(sink.send(frame(2))), Ok(Some(1)));
         assert_eq!(rx.try_recv().map(|f| f.index).ok(), Some(2));
         assert!(rx.try_recv().is_err());
     }

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
+use opencv::core::Mat;
 
 use crate::capture::{CameraConfig, Capture, CaptureDeps, CaptureEnd, FrameSink};
 use crate::inference::Control;
@@ -16,6 +17,16 @@ use crate::service::Liveness;
 use crate::status::StatusBoard;
 
 use super::{edges, spawn, Bell, RunError};
+
+/// Decoded images kept for reuse while no camera needs them, for all cameras together. A
+/// camera has at most three in flight (being converted, waiting, being preprocessed), and
+/// one classified at a low rate holds one for a few milliseconds a second: with a pool per
+/// camera every camera would keep its own (6.2 MB at 1080p) all the time; shared, what is
+/// kept follows how many frames are in flight at once, not how many cameras there are.
+const IMAGES_KEPT: usize = 4;
+/// A kept image unused this long is let go: the spare ones of a burst (every camera's
+/// first frame at once at start-up) are not kept for ever.
+const IMAGES_IDLE: Duration = Duration::from_secs(10);
 
 /// One camera's capture and preprocess threads.
 pub(super) struct CameraThreads {
@@ -34,6 +45,8 @@ pub(super) struct Cameras {
     pub(super) spec: Arc<SpecCell>,
     /// Input tensors, shared with the inference thread.
     pub(super) tensors: Pool<Vec<f32>>,
+    /// Decoded images, shared by every camera's capture and preprocess threads.
+    pub(super) images: Pool<Mat>,
     /// Hands each camera's input to the inference thread; dropped once capture is over.
     pub(super) control: Option<Sender<Control>>,
     pub(super) running: Vec<CameraThreads>,
@@ -65,6 +78,7 @@ impl Cameras {
             liveness,
             spec,
             tensors,
+            images: Pool::with_max_idle(IMAGES_KEPT, IMAGES_IDLE),
             control: Some(control),
             running: Vec::new(),
             stopping: Vec::new(),
@@ -108,8 +122,7 @@ impl Cameras {
             .stage(format!("preprocess {id}"), Duration::from_secs(10));
         let spec = self.spec.clone();
         let span_id = id.clone();
-        // Images in flight: one being decoded, one waiting, one being preprocessed.
-        let images = Pool::new(3);
+        let images = self.images.clone();
         let pools = preprocess::Pools {
             tensors: self.tensors.clone(),
             images: images.clone(),

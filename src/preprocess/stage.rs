@@ -102,7 +102,7 @@ impl Pace {
 pub struct Pools {
     /// Input tensors inference is done with (shared by every camera).
     pub tensors: Pool<Vec<f32>>,
-    /// This camera's decoded images, handed back to its capture thread.
+    /// Decoded images, handed back to capture (one pool for every camera).
     pub images: Pool<Mat>,
 }
 
