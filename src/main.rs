@@ -80,6 +80,7 @@ fn init_logging(filter: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    streamclassd::memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
