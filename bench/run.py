@@ -241,6 +241,44 @@ def cpu_seconds(pid: int) -> dict[str, float]:
     return out
 
 
+def wakeups(pid: int) -> dict[str, int]:
+    """Context switches (voluntary + involuntary) so far, by thread group: capture
+    (cap-*), preprocess (pre-*) and the rest; "threads" counts each group's threads."""
+    out: dict[str, int] = {}
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue
+        name = re.search(r"Name:\s+(\S+)", text).group(1)
+        part = "capture" if name.startswith("cap-") else "preprocess" if name.startswith("pre-") else "other"
+        n = sum(int(v) for v in re.findall(r"ctxt_switches:\s+(\d+)", text))
+        out[part] = out.get(part, 0) + n
+        out[f"{part}_threads"] = out.get(f"{part}_threads", 0) + 1
+    return out
+
+
+def stack_rss_kb(pid: int) -> tuple[int, int]:
+    """(thread stacks found, their resident KiB): anonymous read-write mappings right
+    above a one-page guard (how glibc lays out a thread's stack)."""
+    stacks, rss, prev, cur = 0, 0, None, None
+    try:
+        lines = pathlib.Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return 0, 0
+    for line in lines:
+        m = re.match(r"([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)", line)
+        if m:
+            prev, cur = cur, (int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4))
+            continue
+        if line.startswith("Rss:") and cur and prev:
+            guard = prev[2] == "---p" and prev[1] - prev[0] == 4096 and prev[1] == cur[0]
+            if guard and cur[2] == "rw-p" and not cur[3]:
+                stacks += 1
+                rss += int(line.split()[1])
+    return stacks, rss
+
+
 def daemon_config(port: int, model: pathlib.Path, threads: int, preset: str,
                   cameras: list[tuple[str, str, dict]], max_batch: int | None = None) -> str:
     text = (f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "bench"\nqos = 1\n'
@@ -463,9 +501,14 @@ def camera_run(a, ctx, clip: pathlib.Path, model: pathlib.Path, cams_extra: list
         window["start"] = time.time() + 3.0
         window["end"] = window["start"] + a.cameras_s
         time.sleep(window["start"] - time.time())
-        before = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
+        before = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"], wakeups(pid))
         time.sleep(window["end"] - time.time())
-        after = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"])
+        after = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"], wakeups(pid))
+        window["wakeups_per_s"] = {k: (v - before[2].get(k, 0)) / a.cameras_s
+                                   for k, v in after[2].items() if not k.endswith("_threads")}
+        window["threads"] = {k[:-len("_threads")]: v for k, v in after[2].items()
+                             if k.endswith("_threads")}
+        window["stacks"], window["stack_rss_kb"] = stack_rss_kb(pid)
         window["cpu"] = {k: (v - before[0].get(k, 0.0)) / a.cameras_s
                          for k, v in after[0].items()}
         window["rtsp_server_cpu"] = (after[1] - before[1]) / a.cameras_s
@@ -498,6 +541,10 @@ def camera_run(a, ctx, clip: pathlib.Path, model: pathlib.Path, cams_extra: list
             # (the test's cameras, not streamclassd)
             "cpu_cores": window["cpu"], "rtsp_server_cores": window["rtsp_server_cpu"],
             "rss_peak_mb": rss.get("peak_mb"), "rss_steady_mb": rss.get("steady_mb"),
+            # threads by group, their context switches per second, and what the thread
+            # stacks hold resident
+            "threads": window.get("threads", {}), "wakeups_per_s": window.get("wakeups_per_s", {}),
+            "stacks": window.get("stacks"), "stack_rss_kb": window.get("stack_rss_kb"),
             "skipped": sum(c.get("skipped", 0) for c in run["cameras"].values())}
 
 
@@ -507,7 +554,10 @@ def log_run(r: dict) -> None:
         f"fairness ±{r['fairness_max_dev']:.1%}; cores: streamclassd {cpu['total']:.2f} "
         f"(decode {cpu.get('decode', 0):.2f}, preprocess {cpu.get('preprocess', 0):.2f}, "
         f"inference {cpu.get('inference', 0):.2f}, publish {cpu.get('publish', 0):.2f}), "
-        f"RTSP server {r['rtsp_server_cores']:.2f}; RSS steady {r['rss_steady_mb'] or 0:.0f} MB")
+        f"RTSP server {r['rtsp_server_cores']:.2f}; RSS steady {r['rss_steady_mb'] or 0:.0f} MB, "
+        f"peak {r['rss_peak_mb'] or 0:.0f} MB; threads {r['threads']}, wakeups/s "
+        f"{ {k: round(v) for k, v in r['wakeups_per_s'].items()} }, {r['stacks']} stacks hold "
+        f"{(r['stack_rss_kb'] or 0) / 1024:.1f} MB")
 
 
 def section_cameras(a, ctx) -> dict:
@@ -662,17 +712,35 @@ def report(r: dict) -> str:
     if "decode" in s:
         lines += ["", "| stream | decode | cameras | classified frames/s per camera (min–max) | "
                   "streamclassd cores: total / decode / preprocess / inference / publish | "
-                  "cores per camera, all but inference | RSS steady MB | RTSP server cores |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for v in s["decode"].values():
+                  "cores per camera, all but inference | RSS steady / peak MB | "
+                  "RSS per added camera MB | threads: capture + preprocess / other | "
+                  "wakeups per camera per s: capture / preprocess | stack KiB per thread | "
+                  "RTSP server cores |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        runs = list(s["decode"].values())
+        for v in runs:
             pc, c = v["per_camera_fps"], v.get("cpu_cores", {})
-            rest = (c.get("total", 0) - c.get("inference", 0)) / v["cameras"]
+            n = v["cameras"]
+            rest = (c.get("total", 0) - c.get("inference", 0)) / n
             started = "" if v.get("all_started", True) else " (not all cameras started)"
+            # RSS slope against the fewest cameras of the same stream and mode in this run
+            base = min((b for b in runs if b["size"] == v["size"] and b["decode"] == v["decode"]),
+                       key=lambda b: b["cameras"])
+            added = (f"{(v['rss_steady_mb'] - base['rss_steady_mb']) / (n - base['cameras']):.1f}"
+                     if n > base["cameras"] and v["rss_steady_mb"] and base["rss_steady_mb"]
+                     else "–")
+            th, wk = v.get("threads", {}), v.get("wakeups_per_s", {})
+            threads = (f"{th.get('capture', 0) + th.get('preprocess', 0)} / {th.get('other', 0)}"
+                       if th else "–")
+            wake = (f"{wk.get('capture', 0) / n:.0f} / {wk.get('preprocess', 0) / n:.1f}"
+                    if wk else "–")
+            stack = (f"{v['stack_rss_kb'] / v['stacks']:.0f}" if v.get("stacks") else "–")
             lines.append(
-                f"| {v['size']} | {v['decode']} | {v['cameras']} | {min(pc):.2f}–{max(pc):.2f}{started} | "
+                f"| {v['size']} | {v['decode']} | {n} | {min(pc):.2f}–{max(pc):.2f}{started} | "
                 f"{c.get('total', 0):.2f} / {c.get('decode', 0):.2f} / {c.get('preprocess', 0):.2f} / "
                 f"{c.get('inference', 0):.2f} / {c.get('publish', 0):.2f} | {rest:.3f} | "
-                f"{v['rss_steady_mb'] or 0:.0f} | {v['rtsp_server_cores']:.2f} |")
+                f"{v['rss_steady_mb'] or 0:.0f} / {v['rss_peak_mb'] or 0:.0f} | {added} | {threads} | "
+                f"{wake} | {stack} | {v['rtsp_server_cores']:.2f} |")
     if "cameras" in s:
         lines += ["", "| model | max_batch | cameras | demand frames/s | classified frames/s | "
                   "per camera (min–max) | fairness (max dev.) | ms per frame | "
