@@ -17,6 +17,7 @@
 
 mod config;
 pub mod preset;
+pub mod region;
 pub mod resample;
 mod stage;
 
@@ -25,6 +26,7 @@ use opencv::prelude::*;
 
 pub use config::{PreprocessConfig, RawPreprocess};
 pub use preset::{ChannelOrder, Normalize, Preset, ResizeMode, IMAGENET_MEAN, IMAGENET_STD};
+pub use region::{Fit, Rect, RegionPlan};
 pub use resample::Interpolation;
 use resample::{Resampler, View, Window};
 pub use stage::{Pools, Preprocess, SpecCell};
@@ -72,6 +74,12 @@ pub enum PreprocessError {
     },
     #[error("frame {width}x{height} is too small for a {crop}x{crop} crop")]
     TooSmall { width: u32, height: u32, crop: u32 },
+    #[error("region {rect:?} (x, y, width, height) is not inside the {width}x{height} frame")]
+    RegionOutside {
+        rect: [u32; 4],
+        width: u32,
+        height: u32,
+    },
     #[error("OpenCV: {0}")]
     OpenCv(#[from] opencv::Error),
 }
@@ -222,6 +230,9 @@ pub struct Preprocessor {
     spec: PreprocessSpec,
     resampler: Resampler,
     pixels: Vec<u8>,
+    /// `pad`: the resized region on its canvas.
+    canvas: Vec<u8>,
+    canvas_used: bool,
 }
 
 impl Preprocessor {
@@ -230,6 +241,8 @@ impl Preprocessor {
             spec,
             resampler: Resampler::default(),
             pixels: Vec::new(),
+            canvas: Vec::new(),
+            canvas_used: false,
         }
     }
 
@@ -259,6 +272,63 @@ impl Preprocessor {
         out: &mut [f32],
     ) -> Result<(), PreprocessError> {
         let plan = self.spec.plan(width, height)?;
+        self.run_plan(bgr, width, &plan, None, out);
+        Ok(())
+    }
+
+    /// Preprocesses the region of `image` that `region` plans (for this frame's size).
+    pub fn run_region_into(
+        &mut self,
+        image: &Mat,
+        region: &RegionPlan,
+        out: &mut [f32],
+    ) -> Result<(), PreprocessError> {
+        let (w, h) = (image.cols(), image.rows());
+        let (x, y, cols, rows) = region.plan.source;
+        let inside = Rect {
+            x,
+            y,
+            width: cols,
+            height: rows,
+        }
+        .fits_in(w.max(0) as u32, h.max(0) as u32);
+        if image.typ() != opencv::core::CV_8UC3 || !inside || !image.is_continuous() {
+            return Err(PreprocessError::UnsupportedFrame {
+                width: w,
+                height: h,
+                channels: image.channels(),
+            });
+        }
+        self.run_plan(
+            image.data_bytes()?,
+            w as u32,
+            &region.plan,
+            region.canvas.as_ref(),
+            out,
+        );
+        Ok(())
+    }
+
+    /// The resized (and, for `pad`, composed) pixels of the last frame or region, packed
+    /// BGR: what was normalized into the tensor.
+    pub fn pixels(&self) -> &[u8] {
+        if self.canvas_used {
+            &self.canvas
+        } else {
+            &self.pixels
+        }
+    }
+
+    /// Resizes `plan.source` of a packed BGR frame `width` pixels wide, places it on
+    /// `canvas` if given, and normalizes the result into `out`.
+    fn run_plan(
+        &mut self,
+        bgr: &[u8],
+        width: u32,
+        plan: &Plan,
+        canvas: Option<&region::Canvas>,
+        out: &mut [f32],
+    ) {
         let stride = width as usize * 3;
         let (sx, sy, cols, rows) = plan.source;
         let view = View {
@@ -275,8 +345,15 @@ impl Preprocessor {
             self.spec.interpolation,
             &mut self.pixels,
         );
-        normalize_into(&self.pixels, &self.spec, out);
-        Ok(())
+        self.canvas_used = canvas.is_some();
+        match canvas {
+            Some(c) => {
+                let size = (plan.window.cols, plan.window.rows);
+                region::compose(&self.pixels, size, c, &mut self.canvas);
+                normalize_into(&self.canvas, &self.spec, out);
+            }
+            None => normalize_into(&self.pixels, &self.spec, out),
+        }
     }
 }
 
