@@ -27,8 +27,8 @@ const MMAP_THRESHOLD: i32 = 256 * 1024;
 /// own and unmapped when freed. glibc's default threshold grows to the largest buffer
 /// freed so far (up to 32 MB), after which a 6 MB image is carved out of the freeing
 /// thread's heap instead, and the holes such buffers leave in one heap per thread stay
-/// resident (measured with the tunable on the previous build: 2–4 MB per 1080p camera). Call before any thread starts; a no-op on
-/// other C libraries.
+/// resident (2–4 MB per 1080p camera, measured with glibc's tunable before this call
+/// existed). Call before any thread starts; a no-op on other C libraries.
 pub fn tune_allocator() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt takes no pointers and only sets a glibc tunable; called once at
