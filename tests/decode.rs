@@ -182,3 +182,29 @@ fn an_intra_refresh_stream_falls_back_to_every_frame_and_still_classifies() {
         .count();
     assert_eq!(said, 1, "logged once:\n{log}");
 }
+
+#[test]
+fn a_file_at_fps_1_classifies_one_frame_a_second_of_its_own_timeline() {
+    // 200 frames at 25 fps: frames 0, 25, …, 175, every frame decoded (files are read in
+    // full), whatever `decode` says.
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "file/#");
+    let clip = fixtures().join("gop25.mp4");
+    let cam = camera("f", &clip.display().to_string(), 1.0, "");
+    let mut d = Daemon::start(&daemon_config(broker.port, "file", &[cam]));
+    assert_eq!(d.wait().code(), Some(0), "{}", d.stderr());
+    assert!(sub.wait_until(PATIENCE, at_least("file/f/labels", 8)));
+    let frames: Vec<u64> = labels(&sub, "file/f/labels")
+        .iter()
+        .filter_map(|m| m["frame"].as_u64())
+        .collect();
+    assert_eq!(frames, (0..8).map(|i| i * 25).collect::<Vec<u64>>());
+    assert_eq!(d.total("f", "frames"), 200);
+    assert_eq!(d.total("f", "skipped"), 0);
+    let st = statuses(&sub, "file/f/status");
+    assert!(
+        st.iter()
+            .all(|s| s["decode"]["mode"].is_null() || s["decode"]["mode"] == "all"),
+        "{st:?}"
+    );
+}
