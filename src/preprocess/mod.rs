@@ -18,6 +18,7 @@
 mod config;
 pub mod preset;
 pub mod region;
+mod region_config;
 pub mod resample;
 mod stage;
 
@@ -27,6 +28,7 @@ use opencv::prelude::*;
 pub use config::{PreprocessConfig, RawPreprocess};
 pub use preset::{ChannelOrder, Normalize, Preset, ResizeMode, IMAGENET_MEAN, IMAGENET_STD};
 pub use region::{Fit, Rect, RegionPlan};
+pub use region_config::{check_regions, RawRegion, RegionConfig};
 pub use resample::Interpolation;
 use resample::{Resampler, View, Window};
 pub use stage::{Pools, Preprocess, SpecCell};
