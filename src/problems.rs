@@ -33,6 +33,22 @@ impl Problems {
         });
     }
 
+    /// Whether `value` is a name for topics (`[A-Za-z0-9_-]`, 1 to 64 characters); a
+    /// problem when it is not.
+    pub fn name(&mut self, field: &str, value: &str) -> bool {
+        let ok = (1..=64).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            self.add(
+                field,
+                format!("{value:?} must be 1 to 64 characters of [A-Za-z0-9_-]"),
+            );
+        }
+        ok
+    }
+
     /// `value` when it lies in `lo..=hi`; otherwise a problem and `None`.
     pub fn range(&mut self, field: &str, value: i64, lo: i64, hi: i64) -> Option<i64> {
         if (lo..=hi).contains(&value) {

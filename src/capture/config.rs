@@ -69,19 +69,7 @@ impl RawCamera {
     /// Checks `camera[i]`; relative file sources are joined to `base`.
     pub fn check(self, i: usize, base: &Path, p: &mut Problems) -> Option<CameraConfig> {
         let field = |name: &str| format!("camera[{i}].{name}");
-        let mut ok = true;
-        let id_ok = (1..=64).contains(&self.id.len())
-            && self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !id_ok {
-            p.add(
-                field("id"),
-                format!("{:?} must be 1 to 64 characters of [A-Za-z0-9_-]", self.id),
-            );
-            ok = false;
-        }
+        let mut ok = p.name(&field("id"), &self.id);
         if self.source.trim().is_empty() {
             p.add(field("source"), "must not be empty");
             ok = false;

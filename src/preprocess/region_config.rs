@@ -45,22 +45,7 @@ impl RawRegion {
     /// classified at `camera_fps` (0 = every frame).
     pub fn check(self, at: &str, camera_fps: f64, p: &mut Problems) -> Option<RegionConfig> {
         let field = |name: &str| format!("{at}.{name}");
-        let mut ok = true;
-        let name_ok = (1..=64).contains(&self.name.len())
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !name_ok {
-            p.add(
-                field("name"),
-                format!(
-                    "{:?} must be 1 to 64 characters of [A-Za-z0-9_-]",
-                    self.name
-                ),
-            );
-            ok = false;
-        }
+        let mut ok = p.name(&field("name"), &self.name);
         let rect = match self.rect[..] {
             [x, y, w, h]
                 if [x, y].iter().all(|v| (0..MAX_PIXELS).contains(v))
