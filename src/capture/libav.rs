@@ -52,10 +52,11 @@ impl Watch {
     }
 }
 
-/// The two reviewed FFI needs of this backend: `ffmpeg-next` opens an input either with
-/// options or with an interrupt callback, and a camera needs both; and its scaler writes
-/// only into a frame of its own, where the image is wanted in the `Mat` handed on (a
-/// second frame-sized buffer per camera, and a copy, otherwise).
+/// The reviewed FFI needs of this backend: `ffmpeg-next` opens an input either with
+/// options or with an interrupt callback, and a camera needs both; its scaler writes only
+/// into a frame of its own, where the image is wanted in the `Mat` handed on (a second
+/// frame-sized buffer per camera, and a copy, otherwise); and it does not say whether the
+/// codec parameters carry extradata.
 #[allow(unsafe_code)]
 mod ffi {
     use std::ffi::CString;
@@ -111,6 +112,15 @@ mod ffi {
             }
             Ok(ff::format::context::Input::wrap(ps))
         }
+    }
+
+    /// Whether the codec parameters carry the stream's setup (H.264's SPS and PPS, from
+    /// the SDP or the container), so that a decoder opened from them can start at any
+    /// keyframe even when the stream does not repeat them.
+    pub fn has_extradata(params: &ff::codec::Parameters) -> bool {
+        // SAFETY: `params` owns a valid AVCodecParameters for as long as it lives; one
+        // integer field is read.
+        unsafe { (*params.as_ptr()).extradata_size > 0 }
     }
 
     /// Converts all of `frame` with `scaler` (made for the frame's size and format, to
@@ -329,9 +339,13 @@ impl Reader {
                 // From every frame to keyframes only (auto, at a keyframe): a fresh
                 // decoder, so the pictures the old one kept as references go with it
                 // (its buffers are never given back otherwise: ~4 MB per 1080p camera).
-                // Its parameters carry what it needs to start at a keyframe.
-                if let Ok(fresh) = open_decoder(&self.params) {
-                    self.decoder = fresh;
+                // Only when the parameters carry the stream's setup (SPS/PPS): one that
+                // sends it just once, at the start, could not be decoded by a new
+                // decoder.
+                if ffi::has_extradata(&self.params) {
+                    if let Ok(fresh) = open_decoder(&self.params) {
+                        self.decoder = fresh;
+                    }
                 }
             }
             if !wanted {
