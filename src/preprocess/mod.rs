@@ -227,14 +227,27 @@ pub fn normalize_into(pixels: &[u8], spec: &PreprocessSpec, out: &mut [f32]) {
     }
 }
 
+/// The bytes of an 8-bit BGR image with its width and height, or why it cannot be
+/// preprocessed.
+fn bgr_bytes(image: &Mat) -> Result<(&[u8], u32, u32), PreprocessError> {
+    let (w, h) = (image.cols(), image.rows());
+    if image.typ() != opencv::core::CV_8UC3 || w <= 0 || h <= 0 || !image.is_continuous() {
+        return Err(PreprocessError::UnsupportedFrame {
+            width: w,
+            height: h,
+            channels: image.channels(),
+        });
+    }
+    Ok((image.data_bytes()?, w as u32, h as u32))
+}
+
 /// Per-camera preprocessor; keeps its resampling tables and buffers between frames.
 pub struct Preprocessor {
     spec: PreprocessSpec,
     resampler: Resampler,
     pixels: Vec<u8>,
-    /// `pad`: the resized region on its canvas.
+    /// `pad`: the spare buffer the region is resized into or composed onto.
     canvas: Vec<u8>,
-    canvas_used: bool,
 }
 
 impl Preprocessor {
@@ -244,7 +257,6 @@ impl Preprocessor {
             resampler: Resampler::default(),
             pixels: Vec::new(),
             canvas: Vec::new(),
-            canvas_used: false,
         }
     }
 
@@ -254,15 +266,8 @@ impl Preprocessor {
 
     /// Preprocesses one BGR frame into `out` (length [`PreprocessSpec::tensor_len`]).
     pub fn run_into(&mut self, image: &Mat, out: &mut [f32]) -> Result<(), PreprocessError> {
-        let (w, h) = (image.cols(), image.rows());
-        if image.typ() != opencv::core::CV_8UC3 || w <= 0 || h <= 0 || !image.is_continuous() {
-            return Err(PreprocessError::UnsupportedFrame {
-                width: w,
-                height: h,
-                channels: image.channels(),
-            });
-        }
-        self.run_on_bytes(image.data_bytes()?, w as u32, h as u32, out)
+        let (bgr, w, h) = bgr_bytes(image)?;
+        self.run_on_bytes(bgr, w, h, out)
     }
 
     /// Preprocesses packed BGR bytes (`width * 3` per row).
@@ -285,40 +290,30 @@ impl Preprocessor {
         region: &RegionPlan,
         out: &mut [f32],
     ) -> Result<(), PreprocessError> {
-        let (w, h) = (image.cols(), image.rows());
+        let (bgr, width, height) = bgr_bytes(image)?;
+        // A plan made for another frame size must not read outside this frame.
         let (x, y, cols, rows) = region.plan.source;
-        let inside = Rect {
+        let source = Rect {
             x,
             y,
             width: cols,
             height: rows,
-        }
-        .fits_in(w.max(0) as u32, h.max(0) as u32);
-        if image.typ() != opencv::core::CV_8UC3 || !inside || !image.is_continuous() {
-            return Err(PreprocessError::UnsupportedFrame {
-                width: w,
-                height: h,
-                channels: image.channels(),
+        };
+        if !source.fits_in(width, height) {
+            return Err(PreprocessError::RegionOutside {
+                rect: source.to_array(),
+                width,
+                height,
             });
         }
-        self.run_plan(
-            image.data_bytes()?,
-            w as u32,
-            &region.plan,
-            region.canvas.as_ref(),
-            out,
-        );
+        self.run_plan(bgr, width, &region.plan, region.canvas.as_ref(), out);
         Ok(())
     }
 
     /// The resized (and, for `pad`, composed) pixels of the last frame or region, packed
     /// BGR: what was normalized into the tensor.
     pub fn pixels(&self) -> &[u8] {
-        if self.canvas_used {
-            &self.canvas
-        } else {
-            &self.pixels
-        }
+        &self.pixels
     }
 
     /// Resizes `plan.source` of a packed BGR frame `width` pixels wide, places it on
@@ -347,15 +342,13 @@ impl Preprocessor {
             self.spec.interpolation,
             &mut self.pixels,
         );
-        self.canvas_used = canvas.is_some();
-        match canvas {
-            Some(c) => {
-                let size = (plan.window.cols, plan.window.rows);
-                region::compose(&self.pixels, size, c, &mut self.canvas);
-                normalize_into(&self.canvas, &self.spec, out);
-            }
-            None => normalize_into(&self.pixels, &self.spec, out),
+        if let Some(c) = canvas {
+            let size = (plan.window.cols, plan.window.rows);
+            region::compose(&self.pixels, size, c, &mut self.canvas);
+            // `pixels` holds what is normalized; the resized region is the spare buffer.
+            std::mem::swap(&mut self.pixels, &mut self.canvas);
         }
+        normalize_into(&self.pixels, &self.spec, out);
     }
 }
 
