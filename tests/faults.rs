@@ -136,6 +136,46 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
 }
 
 #[test]
+fn broker_crash_with_messages_in_flight_loses_nothing() {
+    // The broker is frozen, so every message written meanwhile waits for its PUBACK,
+    // then killed: the daemon's new connection is a new session (its client forgets what
+    // it had in flight), and the daemon must send those messages again itself.
+    let mut broker = Broker::start_autosaving();
+    let subscribed = std::time::SystemTime::now();
+    let sub = Subscriber::connect_with(broker.port, "crash/#", true);
+    broker.wait_saved_since(subscribed);
+    let clip = photos();
+    let admin = common::stable_port();
+    let cfg = config(broker.port, "crash", &[("cam", &clip, 0.0)], "")
+        .replace("fps = 0\n", "fps = 0\nrealtime = true\n")
+        + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+    let mut d = Daemon::start_with(&cfg, &["--shutdown-grace", "60s"], &[]);
+    assert!(
+        sub.wait_until(PATIENCE, at_least("crash/cam/labels", 10)),
+        "{}",
+        d.stderr()
+    );
+    broker.freeze();
+    let classified = "streamclassd_frames_classified_total{camera=\"cam\"}";
+    let before = common::metric(admin, classified).expect("admin metrics");
+    let reached = common::wait_for_metric(admin, classified, before + 12.0);
+    assert!(reached >= Some(before + 12.0), "{}", d.stderr());
+    broker.kill();
+    broker.restart();
+
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("lost MQTT broker"), "{log}");
+    let n = d.total("cam", "published");
+    assert_eq!(n, 120, "{log}");
+    sub.wait_until(PATIENCE, at_least("crash/cam/labels", n as usize));
+    let msgs = labels(&sub, "crash/cam/labels");
+    let dups = assert_complete_in_order(&msgs, n);
+    eprintln!("broker crash: {n} messages, {dups} duplicates");
+}
+
+#[test]
 fn sigterm_with_the_broker_down_spools_and_the_next_start_delivers() {
     let mut broker = Broker::start_persistent();
     let sub = Subscriber::connect_with(broker.port, "spool/#", true);

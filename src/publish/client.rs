@@ -64,11 +64,11 @@ impl TlsMaterial {
     }
 }
 
-/// How to reach the broker.
-pub struct Connect<'a> {
-    pub mqtt: &'a MqttConfig,
-    pub password: Option<&'a str>,
-    pub tls: Option<&'a TlsMaterial>,
+/// How to reach the broker: everything a fresh client for one connection is made from.
+pub struct Connector {
+    pub mqtt: MqttConfig,
+    pub password: Option<String>,
+    pub tls: Option<TlsMaterial>,
     pub will_topic: String,
     /// Requests the client buffers.
     pub capacity: usize,
@@ -90,25 +90,28 @@ fn qos5(q: Qos) -> QoS5 {
     }
 }
 
-impl Client {
-    pub fn new(c: Connect<'_>) -> (Client, Connection) {
-        let m = c.mqtt;
+impl Connector {
+    /// A new client and its event loop, not yet connected (its first poll connects). The
+    /// publisher makes one per connection, so nothing from a lost connection lingers.
+    pub fn open(&self) -> (Client, Connection) {
+        let c = self;
+        let m = &c.mqtt;
         let keep_alive = Duration::from_secs(m.keep_alive_s.into());
         match m.protocol {
             MqttProtocol::V311 => {
                 let mut o = rumqttc::MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
                 o.set_keep_alive(keep_alive);
                 o.set_last_will(rumqttc::LastWill::new(
-                    c.will_topic,
+                    c.will_topic.clone(),
                     "offline",
                     QoS::AtLeastOnce,
                     true,
                 ));
                 o.set_max_packet_size(1 << 20, 1 << 20);
                 if let Some(user) = &m.username {
-                    o.set_credentials(user.clone(), c.password.unwrap_or_default());
+                    o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
                 }
-                if let Some(tls) = c.tls {
+                if let Some(tls) = &c.tls {
                     o.set_transport(tls.transport());
                 }
                 let (client, el) = rumqttc::AsyncClient::new(o, c.capacity);
@@ -119,7 +122,7 @@ impl Client {
                     rumqttc::v5::MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
                 o.set_keep_alive(keep_alive);
                 o.set_last_will(m5::LastWill::new(
-                    c.will_topic,
+                    c.will_topic.clone(),
                     "offline",
                     QoS5::AtLeastOnce,
                     true,
@@ -127,9 +130,9 @@ impl Client {
                 ));
                 o.set_max_packet_size(Some(1 << 20));
                 if let Some(user) = &m.username {
-                    o.set_credentials(user.clone(), c.password.unwrap_or_default());
+                    o.set_credentials(user.clone(), c.password.clone().unwrap_or_default());
                 }
-                if let Some(tls) = c.tls {
+                if let Some(tls) = &c.tls {
                     o.set_transport(tls.transport());
                 }
                 let (client, el) = rumqttc::v5::AsyncClient::new(o, c.capacity);
@@ -137,7 +140,9 @@ impl Client {
             }
         }
     }
+}
 
+impl Client {
     /// Hands a message to the client; `expiry` (MQTT 5 only) bounds how long the broker
     /// may keep it for subscribers.
     pub async fn publish(&self, msg: OutMsg, expiry: Option<Duration>) -> Result<(), String> {

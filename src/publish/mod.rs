@@ -3,8 +3,10 @@
 //! The publisher thread ([`stage`]) numbers each camera's classifications (`seq`), encodes
 //! them and puts them in the [`outbox::Outbox`]; it never waits for the broker, so a broker
 //! outage does not slow the pipeline. Two tokio tasks ([`driver`]) move messages on: the
-//! feeder hands them to the rumqttc client while connected, the driver polls the event
-//! loop, reports writes and acknowledgements to the outbox and reconnects with backoff.
+//! feeder hands them to the rumqttc client while connected, the driver makes a fresh client
+//! per connection, polls its event loop, reports writes and acknowledgements to the outbox
+//! and, when the connection is lost, gives back what was in flight and reconnects with
+//! backoff.
 //!
 //! A message leaves the outbox only once the broker confirmed it (QoS ≥ 1) or it was
 //! written (QoS 0). At shutdown ([`shutdown`]), once every earlier stage has drained,

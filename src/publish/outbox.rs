@@ -5,9 +5,12 @@
 //! 2. `handed`: handed to the client, not yet written to the network;
 //! 3. `awaiting`: written with a packet id, waiting for PUBACK/PUBCOMP (QoS ≥ 1).
 //!
-//! The client reports writes (`Outgoing::Publish(pkid)`) in the order it was handed
-//! requests, so the front of `handed` is always the message just written; a write of a
-//! packet id that is already awaiting is the client resending it after a reconnect.
+//! Messages are handed only while a connection (a *link*) is open, each link with a
+//! client of its own. The client reports writes (`Outgoing::Publish(pkid)`) in the order it
+//! was handed requests, so the front of `handed` is always the message just written. When
+//! the link closes, its client and everything it held are dropped (rumqttc itself forgets
+//! its in-flight messages when the broker starts a new session), so every message handed
+//! and not confirmed goes back to the head of its queue, in send order, for the next link.
 //! Nothing leaves the outbox before it is confirmed (QoS ≥ 1) or written (QoS 0), so at
 //! shutdown everything undelivered is known and can be spooled to disk.
 //!
@@ -38,6 +41,8 @@ pub struct Outbox {
     handed: VecDeque<OutMsg>,
     awaiting: VecDeque<(u16, OutMsg)>,
     dropped: Vec<u64>,
+    /// The open link, if any: messages are handed only to it.
+    link: Option<u64>,
 }
 
 impl Outbox {
@@ -50,6 +55,7 @@ impl Outbox {
             handed: VecDeque::new(),
             awaiting: VecDeque::new(),
             dropped: vec![0; cameras],
+            link: None,
         }
     }
 
@@ -87,21 +93,46 @@ impl Outbox {
         }
     }
 
-    /// The next message to hand to the client, if fewer than `window` are in flight.
-    pub fn next_to_send(&mut self, window: usize) -> Option<OutMsg> {
+    /// Link `link` is connected: messages may be handed to its client.
+    pub fn open_link(&mut self, link: u64) {
+        self.link = Some(link);
+    }
+
+    /// The open link is gone with its client: every message handed to it and not confirmed
+    /// goes back to the head of its queue, in send order (a status message only if no newer
+    /// one for its topic is waiting). A QoS 1 message the broker received but whose PUBACK
+    /// was lost is therefore delivered twice, as QoS 1 allows.
+    pub fn close_link(&mut self) {
+        self.link = None;
+        let in_flight: Vec<OutMsg> = self
+            .awaiting
+            .drain(..)
+            .map(|(_, m)| m)
+            .chain(self.handed.drain(..))
+            .collect();
+        for m in in_flight.into_iter().rev() {
+            if m.camera.is_some() {
+                self.queue.push_front(m);
+            } else if !self.urgent.iter().any(|u| u.topic == m.topic) {
+                self.urgent.push_front(m);
+            }
+        }
+    }
+
+    /// The next message to hand to the client, with the link it is for, if a link is
+    /// open and fewer than `window` are in flight.
+    pub fn next_to_send(&mut self, window: usize) -> Option<(u64, OutMsg)> {
+        let link = self.link?;
         if self.handed.len() + self.awaiting.len() >= window {
             return None;
         }
         let msg = self.urgent.pop_front().or_else(|| self.queue.pop_front())?;
         self.handed.push_back(msg.clone());
-        Some(msg)
+        Some((link, msg))
     }
 
     /// The client wrote a PUBLISH with packet id `pkid` (0 for QoS 0).
     pub fn on_written(&mut self, pkid: u16) {
-        if pkid != 0 && self.awaiting.iter().any(|(p, _)| *p == pkid) {
-            return; // a resend after reconnect
-        }
         if let Some(m) = self.handed.pop_front() {
             if m.qos != Qos::AtMostOnce && pkid != 0 {
                 self.awaiting.push_back((pkid, m));
@@ -135,10 +166,6 @@ impl Outbox {
     /// Label messages waiting to be handed to the client.
     pub fn queued(&self) -> usize {
         self.queue.len()
-    }
-
-    pub fn has_sendable(&self) -> bool {
-        !self.urgent.is_empty() || !self.queue.is_empty()
     }
 
     pub fn dropped(&self, camera: usize) -> u64 {
@@ -187,18 +214,17 @@ mod tests {
     }
 
     #[test]
-    fn messages_stay_until_confirmed_and_resends_are_recognised() {
+    fn messages_stay_until_confirmed_and_are_handed_only_on_a_link() {
         let mut o = Outbox::new(10, 1);
         for n in 0..4 {
             o.push(label(0, n));
         }
-        let a = o.next_to_send(2).expect("first");
-        let b = o.next_to_send(2).expect("second");
+        assert!(o.next_to_send(2).is_none(), "no link yet");
+        o.open_link(1);
+        let (la, a) = o.next_to_send(2).expect("first");
+        let (_, b) = o.next_to_send(2).expect("second");
         assert!(o.next_to_send(2).is_none(), "window of 2 is full");
-        assert_eq!((a.payload[0], b.payload[0]), (0, 1));
-        o.on_written(7);
-        o.on_written(8);
-        // Reconnect: the client resends 7 and 8; nothing moves.
+        assert_eq!((la, a.payload[0], b.payload[0]), (1, 0, 1));
         o.on_written(7);
         o.on_written(8);
         assert_eq!(o.pending(), 4);
@@ -211,8 +237,54 @@ mod tests {
             "in flight first, then queued, in order"
         );
         o.on_confirmed(8);
-        let c = o.next_to_send(2).expect("third");
+        let (_, c) = o.next_to_send(2).expect("third");
         assert_eq!(c.payload[0], 2);
+    }
+
+    #[test]
+    fn a_closed_link_gives_back_what_it_held_in_send_order() {
+        let mut o = Outbox::new(10, 1);
+        for n in 0..5 {
+            o.push(label(0, n));
+        }
+        o.push_urgent(status("p/cam/status", "streaming"));
+        o.open_link(1);
+        let sent: Vec<OutMsg> = (0..4)
+            .map(|_| o.next_to_send(10).expect("sent").1)
+            .collect();
+        assert_eq!(sent[0].payload, b"streaming");
+        o.on_written(1); // the status
+        o.on_written(2); // label 0
+        o.on_confirmed(2);
+        // Label 1 is written, label 2 only handed; the link goes.
+        o.on_written(3);
+        o.push_urgent(status("p/status", "online"));
+        o.close_link();
+        assert!(
+            o.next_to_send(10).is_none(),
+            "nothing handed without a link"
+        );
+        assert_eq!(o.pending(), 6, "status, online, labels 1 to 4");
+        o.open_link(2);
+        let again: Vec<Vec<u8>> = (0..6)
+            .map(|_| o.next_to_send(10).expect("resent").1.payload)
+            .collect();
+        let labels: Vec<Vec<u8>> = (1..5).map(|n| vec![n]).collect();
+        assert_eq!(again[..2], [b"streaming".to_vec(), b"online".to_vec()]);
+        assert_eq!(again[2..], labels[..]);
+    }
+
+    #[test]
+    fn a_newer_status_replaces_the_one_a_closed_link_gives_back() {
+        let mut o = Outbox::new(10, 1);
+        o.push_urgent(status("p/cam/status", "starting"));
+        o.open_link(1);
+        o.next_to_send(10).expect("status");
+        o.push_urgent(status("p/cam/status", "streaming"));
+        o.close_link();
+        o.open_link(2);
+        assert_eq!(o.next_to_send(10).expect("newest").1.payload, b"streaming");
+        assert!(o.next_to_send(10).is_none());
     }
 
     #[test]
@@ -222,6 +294,7 @@ mod tests {
             qos: Qos::AtMostOnce,
             ..label(0, 1)
         });
+        o.open_link(1);
         o.next_to_send(4);
         assert_eq!(o.pending(), 1);
         o.on_written(0);
@@ -235,10 +308,11 @@ mod tests {
         o.push_urgent(status("p/cam/status", "reconnecting"));
         o.push_urgent(status("p/status", "online"));
         o.push_urgent(status("p/cam/status", "streaming"));
-        let first = o.next_to_send(10).expect("status");
+        o.open_link(1);
+        let first = o.next_to_send(10).expect("status").1;
         assert_eq!(first.payload, b"streaming");
-        assert_eq!(o.next_to_send(10).expect("online").payload, b"online");
-        assert_eq!(o.next_to_send(10).expect("label").payload, vec![1]);
+        assert_eq!(o.next_to_send(10).expect("online").1.payload, b"online");
+        assert_eq!(o.next_to_send(10).expect("label").1.payload, vec![1]);
     }
 
     #[test]

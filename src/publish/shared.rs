@@ -2,10 +2,11 @@
 //! the wake-ups between them.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
+use super::client::Client;
 use super::homeassistant;
 use super::outbox::{OutMsg, Outbox};
 
@@ -20,6 +21,8 @@ pub(super) struct Shared {
     pub(super) progress: Notify,
     /// Home Assistant discovery for the active cameras, when configured.
     pub(super) discovery: Mutex<Option<homeassistant::Discovery>>,
+    /// The client of the current link (see [`Outbox::open_link`]) and its number.
+    client: Mutex<Option<(u64, Arc<Client>)>>,
 }
 
 impl Shared {
@@ -31,6 +34,25 @@ impl Shared {
 
     pub(super) fn discovery(&self) -> MutexGuard<'_, Option<homeassistant::Discovery>> {
         self.discovery.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `client` the client of link `link`.
+    pub(super) fn set_client(&self, link: u64, client: Arc<Client>) {
+        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = Some((link, client));
+    }
+
+    /// The client of link `link`, unless that link is gone.
+    pub(super) fn client_for(&self, link: u64) -> Option<Arc<Client>> {
+        let slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref()
+            .filter(|(l, _)| *l == link)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// The newest client, connected or not.
+    pub(super) fn client(&self) -> Option<Arc<Client>> {
+        let slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().map(|(_, c)| c.clone())
     }
 
     pub(super) fn changed(&self) {
@@ -48,6 +70,7 @@ impl Shared {
             work: Notify::new(),
             progress: Notify::new(),
             discovery: Mutex::new(discovery),
+            client: Mutex::new(None),
         }
     }
 

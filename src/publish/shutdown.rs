@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
@@ -90,18 +91,20 @@ impl Publisher {
         })
     }
 
-    /// Disconnects and stops the connection tasks (each gets two seconds), then the
+    /// Disconnects the newest client and stops the connection tasks (each gets two seconds), then the
     /// runtime.
     pub(super) fn stop_tasks(
         &self,
         rt: Runtime,
         stop: watch::Sender<bool>,
-        client: &Client,
+        client: Option<Arc<Client>>,
         tasks: [JoinHandle<()>; 2],
     ) {
         let _ = stop.send(true);
         rt.block_on(async {
-            let _ = tokio::time::timeout(Duration::from_secs(1), client.disconnect()).await;
+            if let Some(client) = client {
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.disconnect()).await;
+            }
             for mut task in tasks {
                 if tokio::time::timeout(Duration::from_secs(2), &mut task)
                     .await

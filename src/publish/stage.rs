@@ -9,7 +9,7 @@ use crossbeam_channel::{select, Receiver};
 use tokio::sync::watch;
 
 use super::cameras::Cam;
-use super::client::{Client, Connect};
+use super::client::Connector;
 use super::driver::{drive, feed, Driver};
 use super::outbox::{OutMsg, Outbox};
 use super::shared::Shared;
@@ -55,18 +55,15 @@ impl Publisher {
             .map(|d| d.model.clone())
             .unwrap_or_default();
         let shared = Arc::new(Shared::new(outbox, discovery));
-        let (client, eventloop) = Client::new(Connect {
-            mqtt: &self.mqtt,
-            password: self.password.as_deref(),
-            tls: self.tls.as_ref(),
-            will_topic: self.topics.status(),
-            capacity: WINDOW,
-        });
-        let client = Arc::new(client);
         let (stop_tx, stop_rx) = watch::channel(false);
         let driver = Driver {
-            connection: eventloop,
-            client: client.clone(),
+            connector: Connector {
+                mqtt: self.mqtt.clone(),
+                password: self.password.clone(),
+                tls: self.tls.clone(),
+                will_topic: self.topics.status(),
+                capacity: WINDOW,
+            },
             shared: shared.clone(),
             metrics: self.metrics.clone(),
             status_topic: self.topics.status(),
@@ -74,7 +71,7 @@ impl Publisher {
         };
         let driver = rt.spawn(drive(driver, stop_rx.clone()));
         let expiry = self.mqtt.message_expiry;
-        let feeder = rt.spawn(feed(client.clone(), shared.clone(), expiry, stop_rx));
+        let feeder = rt.spawn(feed(shared.clone(), expiry, stop_rx));
 
         let mut session = Session {
             shared,
@@ -88,7 +85,7 @@ impl Publisher {
         };
         self.serve(&rx, &mut session);
         let report = self.drain(&rt, &mut session);
-        self.stop_tasks(rt, stop_tx, &client, [driver, feeder]);
+        self.stop_tasks(rt, stop_tx, session.shared.client(), [driver, feeder]);
         Ok(report)
     }
 

@@ -154,6 +154,53 @@ impl Broker {
         Broker::started(dir, extra)
     }
 
+    /// A broker that saves its sessions every second, so a persistent subscriber's session
+    /// survives a crash (`kill`) once [`Broker::wait_saved_since`] has seen it saved.
+    pub fn start_autosaving() -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
+        let extra = format!(
+            "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+            dir.path().display()
+        );
+        Broker::started(dir, extra)
+    }
+
+    /// Waits until the broker has saved its state after `since`.
+    pub fn wait_saved_since(&self, since: std::time::SystemTime) {
+        let db = self.dir.path().join("mosquitto.db");
+        let deadline = Instant::now() + PATIENCE;
+        while !std::fs::metadata(&db)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > since)
+        {
+            assert!(Instant::now() < deadline, "the broker never saved {db:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is read or answered.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-STOP")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Kills the broker (SIGKILL), as a crash would: what it had not saved is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// A port for a broker that is not running yet: `restart()` starts it.
     pub fn reserve() -> Broker {
         Broker {
