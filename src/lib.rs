@@ -6,9 +6,10 @@
 //!        │  capture    one thread per camera, OpenCV VideoCapture (bounded open/read time)
 //!        ▼             live: 1-slot edge, newest frame wins (stale ones dropped + counted)
 //!  Frame (BGR Mat)     file: blocking edge, nothing lost
-//!        │  preprocess one thread per camera: resize shorter side, center crop, normalize
+//!        │  preprocess one thread per camera: the whole frame and its regions, each
+//!        │             resized and cropped (or padded, stretched), normalized
 //!        ▼
-//!  Prepared (CHW f32)  rendezvous per camera: a frame waits for at most the run in progress
+//!  Prepared (CHW f32s) rendezvous per camera: a frame waits for at most the run in progress
 //!        │  inference  one worker owning the ort::Session; batches across cameras
 //!        ▼
 //!  Classification      256, blocks (the publisher never waits for the broker)
@@ -27,14 +28,15 @@
 //! - [`config`]: reads the TOML, hands each section to the stage that owns it, assembles
 //!   the checked [`config::Config`];
 //! - the stages, each with its own `config.rs` (the section as written and its check):
-//!   [`capture`] (OpenCV, sources, fps gate), [`preprocess`] (Pillow-exact resampling,
+//!   [`capture`] (OpenCV and libav, sources), [`preprocess`] (Pillow-exact resampling,
 //!   normalization, the per-camera thread), [`inference`] (ONNX Runtime session, batching,
 //!   top-k), [`publish`] (outbox, connection tasks, topics, shutdown and spool, Home
 //!   Assistant);
 //! - [`admin`] (HTTP `/metrics`, `/healthz`, `/readyz`) and [`metrics`] (Prometheus);
 //! - leaves: [`messages`] (what travels between stages; uses only [`labels`]),
 //!   [`labels`], [`status`] (per-camera state), [`service`] (systemd), [`problems`]
-//!   (config problems with their fields), [`backoff`], [`pool`], [`memory`].
+//!   (config problems with their fields), [`gate`] (fps), [`backoff`], [`pool`],
+//!   [`memory`].
 //!
 //! The binary (`main.rs`) parses arguments, sets up logging and signals, runs the
 //! pipeline and maps errors to exit codes (`exit.rs`).
@@ -43,6 +45,7 @@ pub mod admin;
 pub mod backoff;
 pub mod capture;
 pub mod config;
+pub mod gate;
 pub mod inference;
 pub mod labels;
 pub mod memory;

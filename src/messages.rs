@@ -31,6 +31,10 @@ pub struct FrameMeta {
 pub struct Frame {
     pub camera_id: Arc<str>,
     pub index: u64,
+    /// Where the frame sits on the timeline the camera's `fps` is counted on (seconds):
+    /// the file's own, or the clock's for a live source. Regions with an `fps` of their
+    /// own are gated on it.
+    pub timeline_s: f64,
     pub captured_at: SystemTime,
     pub captured: Instant,
     pub dropped: u64,
@@ -50,15 +54,33 @@ impl Frame {
     }
 }
 
-/// A frame turned into one model input (planar CHW float32, batch dimension excluded).
+/// The region of interest a classification is of (`None` in its place: the whole frame).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionOf {
+    pub name: Arc<str>,
+    /// The part of the source frame the model saw: x, y, width, height in source pixels.
+    pub input_rect: [u32; 4],
+}
+
+/// One model input made from a frame: the whole frame or one of its regions.
+pub struct Input {
+    /// `None`: the whole frame.
+    pub region: Option<RegionOf>,
+    /// Planar CHW or interleaved HWC float32, batch dimension excluded.
+    pub tensor: Vec<f32>,
+    /// Time spent preprocessing it, in milliseconds.
+    pub preprocess_ms: f64,
+}
+
+/// A frame turned into model inputs: the whole frame and the regions due in it, inferred
+/// together (one camera's frame is one unit of freshness and fairness).
 pub struct Prepared {
     pub meta: FrameMeta,
     /// Which preprocessing made it (see [`crate::preprocess::SpecCell`]): a model swapped
     /// in by a reload only takes frames made for it.
     pub generation: u64,
-    pub tensor: Vec<f32>,
-    /// Time spent preprocessing, in milliseconds.
-    pub preprocess_ms: f64,
+    /// At least one.
+    pub inputs: Vec<Input>,
     /// When preprocessing finished: from here until inference starts is queueing.
     pub prepared_at: Instant,
 }
@@ -89,13 +111,15 @@ pub struct ModelInfo {
     pub labels: Labels,
 }
 
-/// The model's verdict on one frame: the top-k classes, best first.
+/// The model's verdict on one frame or one region of it: the top-k classes, best first.
 pub struct Classification {
     pub meta: FrameMeta,
+    /// `None`: the whole frame.
+    pub region: Option<RegionOf>,
     /// The model that classified it (a reload may swap models between two frames).
     pub model: Arc<ModelInfo>,
     pub top: Vec<Scored>,
     pub latency: Latency,
-    /// Number of frames in the batch this frame was inferred in.
+    /// Number of inputs in the batch this one was inferred in.
     pub batch: usize,
 }

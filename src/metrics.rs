@@ -64,7 +64,7 @@ impl Collector for Cameras {
             .iter()
             .filter_map(|(i, id)| self.status.snapshot(*i).map(|(_, s)| (id.as_ref(), s)))
             .collect();
-        for encode in [counters, drops, states, rates, stage_seconds] {
+        for encode in [counters, drops, states, rates, stage_seconds, regions] {
             encode(&mut encoder, &snaps)?;
         }
         Ok(())
@@ -81,7 +81,7 @@ fn counters(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), s
         ),
         (
             "streamclassd_frames_classified",
-            "Frames classified and queued for the broker.",
+            "Label messages queued for the broker: the whole frame's and every region's (one per inference).",
             |s| s.classified,
         ),
         (
@@ -106,6 +106,37 @@ fn counters(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), s
         for (id, s) in snaps {
             let labels = [("camera", *id)];
             ConstCounter::new(get(s)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Per region: label messages queued, and whether it cannot be classified.
+fn regions(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std::fmt::Error> {
+    let probe = ConstCounter::new(0u64);
+    let mut family = encoder.encode_descriptor(
+        "streamclassd_region_classified",
+        "Label messages queued for the broker, per region of interest.",
+        None,
+        probe.metric_type(),
+    )?;
+    for (id, s) in snaps {
+        for (region, n) in &s.region_classified {
+            let labels = [("camera", *id), ("region", region.as_ref())];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let probe = ConstGauge::new(0i64);
+    let mut family = encoder.encode_descriptor(
+        "streamclassd_region_unclassifiable",
+        "1 for each region that cannot be classified (not inside the frame; the camera's status says why).",
+        None,
+        probe.metric_type(),
+    )?;
+    for (id, s) in snaps {
+        for (region, _) in &s.region_errors {
+            let labels = [("camera", *id), ("region", region.as_ref())];
+            ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
         }
     }
     Ok(())
@@ -170,12 +201,12 @@ fn rates(encoder: &mut DescriptorEncoder, snaps: &[Snap<'_>]) -> Result<(), std:
     let gauges: [GaugeDef; 3] = [
             (
                 "streamclassd_camera_demand_fps",
-                "Frames per second the camera asks for (its source's rate, or fps when lower; 0 for an unpaced file).",
+                "Inferences per second the camera asks for: its frame rate (its source's, or fps when lower; 0 for an unpaced file) for the whole frame and each region (or the region's fps).",
                 |s| s.demand_fps,
             ),
             (
                 "streamclassd_camera_classified_fps",
-                "Frames per second classified over the last status period; below the demand when the pipeline is at capacity.",
+                "Inferences per second (whole frame and regions) over the last status period; below the demand when the pipeline is at capacity.",
                 |s| s.classified_fps,
             ),
             (

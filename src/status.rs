@@ -80,16 +80,25 @@ pub struct CameraStatus {
     pub decoding: Option<&'static str>,
     /// The stream's measured keyframe interval, seconds (network streams).
     pub keyframe_interval_s: Option<f64>,
-    /// Label messages queued for the broker.
+    /// Label messages queued for the broker: the whole frame's and every region's.
     pub classified: u64,
     /// Label messages dropped because the outbox was full.
     pub outbox_dropped: u64,
-    /// Frames per second the camera asks for: its source's rate, or `fps` when lower
-    /// (0 until the source is open).
+    /// Inferences per second the camera asks for: its frame rate (its source's, or `fps`
+    /// when lower) for the whole frame and for each region (or the region's `fps`); 0
+    /// until the source is open.
     pub demand_fps: f64,
-    /// Frames per second classified over the last status period (below `demand_fps`
-    /// when the pipeline is at capacity: the camera's share of it).
+    /// Model inputs per classified frame: the whole frame (unless `full_frame = false`)
+    /// and each region.
+    pub per_frame: usize,
+    /// Inferences per second over the last status period (below `demand_fps` when the
+    /// pipeline is at capacity: the camera's share of it).
     pub classified_fps: f64,
+    /// Regions that cannot be classified (outside the frame), with why; the camera and
+    /// its other regions go on.
+    pub region_errors: Vec<(Arc<str>, String)>,
+    /// Label messages queued per region (the whole frame's are `classified` less these).
+    pub region_classified: Vec<(Arc<str>, u64)>,
     /// Time spent on this camera's frames per stage, in microseconds: decoding (every
     /// decoded frame), preprocessing, inference (a batch's time split over its frames) and
     /// encoding and queueing for the broker (every classified frame).
@@ -121,6 +130,9 @@ impl Default for CameraStatus {
             classified: 0,
             outbox_dropped: 0,
             demand_fps: 0.0,
+            per_frame: 1,
+            region_errors: Vec::new(),
+            region_classified: Vec::new(),
             classified_fps: 0.0,
             stage_us: StageTimes::default(),
         }
@@ -283,6 +295,21 @@ impl StatusBoard {
     /// changed).
     pub fn set_state(&self, camera: usize, state: CameraState, error: Option<String>) {
         let changed = self.with_slot(camera, |s| s.move_to(state, error, false));
+        if changed == Some(true) {
+            let _ = self.bell.try_send(());
+        }
+    }
+
+    /// Sets the regions of a camera that cannot be classified (announced when it changed).
+    pub fn set_region_errors(&self, camera: usize, errors: Vec<(Arc<str>, String)>) {
+        let changed = self.with_slot(camera, |s| {
+            if s.status.region_errors == errors {
+                return false;
+            }
+            s.status.region_errors = errors;
+            s.version += 1;
+            true
+        });
         if changed == Some(true) {
             let _ = self.bell.try_send(());
         }

@@ -58,6 +58,52 @@ source = "b.mp4"
 }
 
 #[test]
+fn invalid_regions_name_their_fields_and_exit_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "[mqtt]\n[model]\npath = \"m.onnx\"\n[[camera]]\nid = \"yard\"\nsource = \"a.mp4\"\nfps = 2\n";
+    let region = |name: &str, rest: &str| format!("[[camera.region]]\nname = \"{name}\"\n{rest}\n");
+    let cases = [
+        (
+            head.to_owned()
+                + &region("door", "rect = [0, 0, 64, 64]")
+                + &region("drive", "rect = [10, 10, 0, 50]")
+                + &region("door", "rect = [0, 0, 8, 8]")
+                + &region("bad name", "rect = [0, 0, 8, 8]\nfps = 5"),
+            vec![
+                "camera[0].region[1].rect: [10, 10, 0, 50] must be [x, y, width, height]",
+                r#"camera[0].region[2].name: duplicate "door" in this camera"#,
+                "camera[0].region[3].name:",
+                "camera[0].region[3].fps: 5 must be above 0 and at most the camera's fps (2)",
+            ],
+        ),
+        (
+            head.to_owned() + &region("door", "rect = [0, 0, 64, 64]\nfit = \"zoom\""),
+            vec!["camera[0].region[0].fit: unknown variant `zoom`"],
+        ),
+        (
+            head.to_owned()
+                + &region(
+                    "door",
+                    "rect = [0, 0, 64, 64]\nfit = \"crop\"\npad_color = [0, 0, 0]",
+                ),
+            vec!["camera[0].region[0].pad_color: only for fit = \"pad\""],
+        ),
+        (
+            head.replace("fps = 2\n", "fps = 2\nfull_frame = false\n"),
+            vec!["camera[0].full_frame: false needs at least one [[camera.region]]"],
+        ),
+    ];
+    for (i, (text, wants)) in cases.iter().enumerate() {
+        let cfg = write(&dir, &format!("regions{i}.toml"), text);
+        let (code, out) = run_cli(&["check-config", &cfg], &[]);
+        assert_eq!(code, EX_USAGE, "{text}\n{out}");
+        for want in wants {
+            assert!(out.contains(want), "want {want:?} in:\n{out}");
+        }
+    }
+}
+
+#[test]
 fn a_missing_config_file_exits_66_and_a_bad_log_filter_64() {
     for args in [
         vec!["run", "--config", "/nonexistent/streamclassd.toml"],

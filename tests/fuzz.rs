@@ -155,6 +155,7 @@ proptest! {
                 captured: Instant::now(),
                 dropped: 0,
             },
+            region: None,
             top: vec![Scored { index: 0, score }],
             latency: Latency::default(),
             batch: 1,

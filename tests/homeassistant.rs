@@ -79,6 +79,7 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port, "#");
     let cfg = config(broker.port, "ha", &[("porch", &server.url(""), 2.0)], "")
+        + "\n[[camera.region]]\nname = \"steps\"\nrect = [0, 180, 320, 180]\n"
         + "\n[homeassistant]\nnode_id = \"garage box\"\n";
     let mut d = Daemon::start(&cfg);
     let configs = |m: &[common::Message]| {
@@ -89,11 +90,14 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
             .count()
     };
     assert!(
-        sub.wait_until(PATIENCE, |m| configs(m) >= 2),
+        sub.wait_until(PATIENCE, |m| configs(m) >= 3),
         "{}",
         d.stderr()
     );
     assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.topic == "ha/porch/labels")));
+    assert!(sub.wait_until(PATIENCE, |m| m
+        .iter()
+        .any(|m| m.topic == "ha/porch/region/steps/labels")));
 
     let msgs = sub.messages();
     let topics: HashSet<&str> = msgs.iter().map(|m| m.topic.as_str()).collect();
@@ -105,6 +109,7 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
     let expected = [
         "homeassistant/sensor/garage_box/porch_label/config",
         "homeassistant/sensor/garage_box/porch_status/config",
+        "homeassistant/sensor/garage_box/porch_region_steps_label/config",
     ];
     for t in expected {
         assert!(found.iter().any(|(topic, _)| topic == t), "no {t}");
@@ -144,7 +149,7 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
     let before = configs(&sub.messages());
     publish(broker.port, "homeassistant/status", "online");
     assert!(
-        sub.wait_until(Duration::from_secs(30), |m| configs(m) >= before + 2),
+        sub.wait_until(Duration::from_secs(30), |m| configs(m) >= before + 3),
         "not re-announced:\n{}",
         d.stderr()
     );

@@ -3,18 +3,14 @@
 
 mod common;
 
+use common::reference::{assert_top_matches, RefTop};
 use common::{config, fixtures, Broker, Daemon, Message, Subscriber, PATIENCE};
 use serde_json::Value;
 
 /// The independent reference (tests/reference/classify.py: OpenCV decode, numpy
 /// preprocessing, Python onnxruntime) for `clip.mp4`.
 struct Reference {
-    frames: Vec<RefFrame>,
-}
-
-struct RefFrame {
-    top: Vec<usize>,
-    probs: Vec<f64>,
+    frames: Vec<RefTop>,
 }
 
 fn reference() -> Reference {
@@ -27,20 +23,7 @@ fn reference() -> Reference {
         .enumerate()
         .map(|(i, f)| {
             assert_eq!(f["frame"].as_u64(), Some(i as u64));
-            RefFrame {
-                top: f["top"]
-                    .as_array()
-                    .expect("top")
-                    .iter()
-                    .map(|x| x.as_u64().expect("index") as usize)
-                    .collect(),
-                probs: f["probs"]
-                    .as_array()
-                    .expect("probs")
-                    .iter()
-                    .map(|x| x.as_f64().expect("prob"))
-                    .collect(),
-            }
+            RefTop::parse(f)
         })
         .collect();
     Reference { frames }
@@ -128,48 +111,13 @@ fn assert_well_formed(msgs: &[Value], camera: &str, expect_frames: &[u64]) {
     }
 }
 
-/// Where the daemon's top-5 differs from the reference's, the reference's own
-/// probabilities for the two classes must be within this factor (|Δ log p| ≤ 0.01, i.e. a
-/// 1% near-tie). Why any difference is possible at all: the daemon links Debian's OpenCV
-/// and runs ONNX Runtime with 2 threads (and in batches), the reference uses the PyPI
-/// OpenCV and 1 thread; bilinear resize rounding and float summation order differ in the
-/// last bits, which can only swap classes whose scores are that close.
-const NEAR_TIE_LOG_PROB: f64 = 0.01;
-
 fn assert_matches_reference(msgs: &[Value], reference: &Reference) -> usize {
-    let mut swaps = 0;
-    for m in msgs {
-        let frame = m["frame"].as_u64().expect("frame") as usize;
-        let r = &reference.frames[frame];
-        let got: Vec<usize> = m["top5"]
-            .as_array()
-            .expect("top5")
-            .iter()
-            .map(|e| e["index"].as_u64().expect("index") as usize)
-            .collect();
-        for (rank, (&g, &want)) in got.iter().zip(&r.top).enumerate() {
-            if g != want {
-                let dl = (r.probs[g].ln() - r.probs[want].ln()).abs();
-                assert!(
-                    dl <= NEAR_TIE_LOG_PROB,
-                    "frame {frame} rank {rank}: got class {g}, reference {want} \
-                     (reference log-probs differ by {dl:.4})"
-                );
-                swaps += 1;
-            }
-        }
-        // Scores agree with the reference's probabilities for the same classes.
-        for e in m["top5"].as_array().expect("top5") {
-            let idx = e["index"].as_u64().expect("index") as usize;
-            let score = e["score"].as_f64().expect("score");
-            assert!(
-                (score - r.probs[idx]).abs() <= 1e-3 + 1e-2 * r.probs[idx],
-                "frame {frame} class {idx}: score {score} vs reference {}",
-                r.probs[idx]
-            );
-        }
-    }
-    swaps
+    msgs.iter()
+        .map(|m| {
+            let frame = m["frame"].as_u64().expect("frame") as usize;
+            assert_top_matches(m, &reference.frames[frame], &format!("frame {frame}"))
+        })
+        .sum()
 }
 
 #[test]
@@ -294,6 +242,26 @@ fn fixed_batch_model_that_outputs_probabilities_is_not_softmaxed_again() {
     assert!(log.contains("largest_batch=1"), "{log}");
 }
 
+/// (class, frame) of each change of the debounced label over `frames`' top-1s: a class
+/// becomes the label once it is top-1 in `hold` of the last `window` frames.
+fn replay_debounce(frames: &[Value], hold: usize, window: usize) -> Vec<(u64, u64)> {
+    let mut recent: std::collections::VecDeque<u64> = Default::default();
+    let mut current = None;
+    let mut changes = Vec::new();
+    for f in frames {
+        let top1 = f["top5"][0]["index"].as_u64().expect("index");
+        if recent.len() == window {
+            recent.pop_front();
+        }
+        recent.push_back(top1);
+        if current != Some(top1) && recent.iter().filter(|&&c| c == top1).count() >= hold {
+            current = Some(top1);
+            changes.push((top1, f["frame"].as_u64().expect("frame")));
+        }
+    }
+    changes
+}
+
 #[test]
 fn debounced_label_and_stats_topics() {
     // Real weights on real photos: the debounced label walks through the photos' classes,
@@ -311,6 +279,7 @@ fn debounced_label_and_stats_topics() {
             "qos = 1\n",
             "qos = 1\nlabel_hold = 3\nlabel_window = 5\nstats_interval_s = 1\n",
         )
+        + "\n[[camera.region]]\nname = \"half\"\nrect = [0, 0, 320, 360]\n"
         + "\n[model.preprocess]\npreset = \"tf-efficientnet-lite\"\n";
     // [model.preprocess] must follow [model]: move the camera table after it.
     let (head, cams) = cfg.split_at(cfg.find("\n[[camera]]").expect("camera"));
@@ -322,35 +291,32 @@ fn debounced_label_and_stats_topics() {
         .iter()
         .any(|m| m.topic == "deb/status" && m.payload == b"offline")));
 
-    // Replay the debounce independently over the per-frame top-1s.
-    let frames = labels_of(&sub, "deb", "cam");
-    assert_eq!(frames.len(), 120);
-    let mut recent: std::collections::VecDeque<u64> = Default::default();
-    let mut current = None;
-    let mut expected = Vec::new();
-    for f in &frames {
-        let top1 = f["top5"][0]["index"].as_u64().expect("index");
-        if recent.len() == 5 {
-            recent.pop_front();
-        }
-        recent.push_back(top1);
-        if current != Some(top1) && recent.iter().filter(|&&c| c == top1).count() >= 3 {
-            current = Some(top1);
-            expected.push((top1, f["frame"].as_u64().expect("frame")));
-        }
+    // Replay the debounce independently over the per-frame top-1s, for the whole frame
+    // and for the region (debounced on its own).
+    for (what, labels, label) in [
+        ("whole frame", "deb/cam/labels", "deb/cam/label"),
+        (
+            "region",
+            "deb/cam/region/half/labels",
+            "deb/cam/region/half/label",
+        ),
+    ] {
+        let frames = common::labels(&sub, labels);
+        assert_eq!(frames.len(), 120, "{what}");
+        let got: Vec<(u64, u64)> = sub
+            .on(label)
+            .iter()
+            .map(|m| {
+                let v = m.json();
+                assert_eq!(v.get("region").is_some(), what == "region", "{v}");
+                (
+                    v["index"].as_u64().expect("index"),
+                    v["frame"].as_u64().expect("frame"),
+                )
+            })
+            .collect();
+        assert_eq!(got, replay_debounce(&frames, 3, 5), "{what}");
     }
-    let got: Vec<(u64, u64)> = sub
-        .on("deb/cam/label")
-        .iter()
-        .map(|m| {
-            let v = m.json();
-            (
-                v["index"].as_u64().expect("index"),
-                v["frame"].as_u64().expect("frame"),
-            )
-        })
-        .collect();
-    assert_eq!(got, expected);
     let names: Vec<String> = sub
         .on("deb/cam/label")
         .iter()

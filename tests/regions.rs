@@ -1,11 +1,16 @@
 //! Regions of interest, exact to the model's preprocessing: on real frames (a clip of real
 //! photos), every fit of every region gives the pixels an independent Pillow reference
 //! gets by cutting the region out and fitting it step by step
-//! (`tests/support/region_reference.py`), byte for byte, and the same `input_rect`.
+//! (`tests/support/region_reference.py`), byte for byte, and the same `input_rect`; and
+//! end to end, a camera with the whole frame and four regions publishes each on its own
+//! topic, frame by frame what the Python reference classifies.
 
 mod common;
 
 use std::process::Command;
+
+use common::reference::{assert_top_matches, RefTop};
+use common::{config, fixtures, Broker, Daemon, Subscriber, PATIENCE};
 
 use opencv::prelude::*;
 use opencv::videoio::{VideoCapture, CAP_FFMPEG};
@@ -154,4 +159,128 @@ fn every_fit_of_every_region_equals_pillow_cutting_then_fitting() {
             );
         }
     }
+}
+
+/// `[[camera.region]]` tables for the regions of `tests/reference/clip-regions.json`.
+fn region_tables(regions: &[Value]) -> String {
+    let mut out = String::new();
+    for r in regions {
+        out += &format!(
+            "\n[[camera.region]]\nname = \"{}\"\nrect = {}\nfit = \"{}\"\n",
+            r["name"].as_str().expect("name"),
+            r["rect"],
+            r["fit"].as_str().expect("fit")
+        );
+        if let Some(c) = r.get("pad_color") {
+            out += &format!("pad_color = {c}\n");
+        }
+        if let Some(f) = r["fps"].as_f64() {
+            out += &format!("fps = {f}\n");
+        }
+    }
+    out
+}
+
+#[test]
+fn each_region_is_published_on_its_topic_as_the_reference_classifies_it() {
+    let text = std::fs::read_to_string(common::repo().join("tests/reference/clip-regions.json"))
+        .expect("regions");
+    let regions: Vec<Value> = serde_json::from_str(&text).expect("regions json");
+    // The default padding is the preset's mean, which is what the reference pads with.
+    let strip = regions
+        .iter()
+        .find(|r| r["name"] == "strip")
+        .expect("strip");
+    assert!(strip.get("pad_color").is_none() && strip["pad_rgb"] == json!([124, 116, 104]));
+    let text = std::fs::read_to_string(fixtures().join("ref-regions.json")).expect("reference");
+    let reference: Value = serde_json::from_str(&text).expect("reference json");
+    let frames = reference["frames"].as_array().expect("frames");
+
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "roi/#");
+    let clip = fixtures().join("clip.mp4").display().to_string();
+    let admin = common::stable_port();
+    let cfg = config(broker.port, "roi", &[("yard", &clip, 0.0)], "max_batch = 4\n")
+        + &region_tables(&regions)
+        // clip.mp4 is 640x360: this one is not inside it.
+        + "\n[[camera.region]]\nname = \"outside\"\nrect = [600, 300, 100, 100]\n"
+        + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+    let mut daemon = Daemon::start(&cfg);
+    let status = daemon.wait();
+    let log = daemon.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        sub.wait_until(PATIENCE, |m| m
+            .iter()
+            .any(|m| m.topic == "roi/status" && m.payload == b"offline")),
+        "{log}"
+    );
+
+    // The whole frame, as without regions: every frame, no region fields.
+    let whole = common::labels(&sub, "roi/yard/labels");
+    assert_eq!(whole.len(), frames.len(), "{log}");
+    for (i, m) in whole.iter().enumerate() {
+        assert_eq!(
+            (m["seq"].as_u64(), m["frame"].as_u64()),
+            (Some(i as u64), Some(i as u64))
+        );
+        assert!(
+            m.get("region").is_none() && m.get("input_rect").is_none(),
+            "{m}"
+        );
+        assert_top_matches(m, &RefTop::parse(&frames[i]), &format!("frame {i}"));
+    }
+    let mut swaps = 0;
+    for r in &regions {
+        let name = r["name"].as_str().expect("name");
+        let msgs = common::labels(&sub, &format!("roi/yard/region/{name}/labels"));
+        // The frames the reference classified this region in (all, or its fps's).
+        let due: Vec<usize> = (0..frames.len())
+            .filter(|&i| frames[i]["regions"].get(name).is_some())
+            .collect();
+        let got: Vec<u64> = msgs
+            .iter()
+            .map(|m| m["frame"].as_u64().expect("frame"))
+            .collect();
+        let want: Vec<u64> = due.iter().map(|&i| i as u64).collect();
+        assert_eq!(got, want, "frames of region {name}");
+        for (k, (m, &i)) in msgs.iter().zip(&due).enumerate() {
+            let expected = &frames[i]["regions"][name];
+            assert_eq!(
+                m["seq"].as_u64(),
+                Some(k as u64),
+                "{name}: seq contiguous per region"
+            );
+            assert_eq!(
+                (m["camera"].as_str(), m["region"].as_str()),
+                (Some("yard"), Some(name))
+            );
+            assert_eq!(m["input_rect"], expected["input_rect"], "{name} frame {i}");
+            swaps += assert_top_matches(m, &RefTop::parse(expected), &format!("{name} frame {i}"));
+        }
+    }
+    // The region outside the frame: nothing published, its error in the camera's status
+    // and logged once; the rest went on (above).
+    assert!(common::labels(&sub, "roi/yard/region/outside/labels").is_empty());
+    let last = sub
+        .on("roi/yard/status")
+        .last()
+        .expect("camera status")
+        .json();
+    let errors = last["region_errors"].as_array().expect("region_errors");
+    assert_eq!(errors.len(), 1, "{last}");
+    assert_eq!(errors[0]["region"], "outside");
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not inside the 640x360 frame")),
+        "{last}"
+    );
+    assert_eq!(log.matches("region not classified").count(), 1, "{log}");
+    assert_eq!(last["fps"]["per_frame"], 6, "{last}");
+    eprintln!(
+        "regions: {} frames, whole frame + {} regions, {swaps} rank positions swapped within the near-tie tolerance",
+        frames.len(),
+        regions.len()
+    );
 }

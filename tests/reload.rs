@@ -164,6 +164,88 @@ fn cameras_added_removed_and_changed_leave_the_others_alone() {
 }
 
 #[test]
+fn regions_added_changed_and_removed_keep_the_source_open() {
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let broker = Broker::start();
+    let sub = Subscriber::connect(broker.port, "roi/#");
+    let url = server.url("");
+    let base = config(broker.port, "roi", &[("a", &url, 4.0)], "");
+    let region = |rect: &str| {
+        format!("\n[[camera.region]]\nname = \"door\"\nrect = {rect}\nfit = \"stretch\"\n")
+    };
+    let mut d = Daemon::start(&base);
+    wait_streaming(&sub, &d, "roi", &["a"]);
+    let topic = "roi/a/region/door/labels";
+
+    // A region appears: classified on its own topic, the whole frame goes on.
+    reload(&d, &(base.clone() + &region("[0, 0, 320, 180]")), APPLIED);
+    assert!(
+        sub.wait_until(PATIENCE, at_least(topic, 3)),
+        "{}",
+        d.stderr()
+    );
+    let whole = sub.on("roi/a/labels").len();
+    assert!(sub.wait_until(PATIENCE, at_least("roi/a/labels", whole + 3)));
+
+    // It moves: new frames show the new input_rect; the whole frame is switched off.
+    let moved = base.replace("fps = 4\n", "fps = 4\nfull_frame = false\n")
+        + &region("[320, 180, 320, 180]");
+    reload(&d, &moved, APPLIED);
+    let rect = |m: &Message| m.json()["input_rect"].clone();
+    assert!(
+        sub.wait_until(PATIENCE, |m| m
+            .iter()
+            .filter(|m| m.topic == topic)
+            .any(|m| rect(m) == serde_json::json!([320, 180, 320, 180]))),
+        "{}",
+        d.stderr()
+    );
+    let whole = sub.on("roi/a/labels").len();
+    let door = sub.on(topic).len();
+    assert!(sub.wait_until(PATIENCE, at_least(topic, door + 3)));
+    assert!(
+        sub.on("roi/a/labels").len() <= whole + 1,
+        "the whole frame is still classified with full_frame = false"
+    );
+
+    // And goes: the whole frame is back, the region's topic falls silent.
+    reload(&d, &base, APPLIED);
+    let whole = sub.on("roi/a/labels").len();
+    assert!(sub.wait_until(PATIENCE, at_least("roi/a/labels", whole + 3)));
+    let door = sub.on(topic).len();
+    let whole = sub.on("roi/a/labels").len();
+    assert!(sub.wait_until(PATIENCE, at_least("roi/a/labels", whole + 3)));
+    assert!(
+        sub.on(topic).len() <= door + 1,
+        "a removed region is still classified"
+    );
+
+    d.signal("TERM");
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    // The source was opened once: no reload reopened it, and the camera never restarted.
+    assert_eq!(log.matches("source opened").count(), 1, "{log}");
+    let starts = states(&sub, "roi/a/status")
+        .iter()
+        .filter(|s| *s == "starting")
+        .count();
+    assert_eq!(starts, 1, "{:?}", states(&sub, "roi/a/status"));
+    assert_contiguous(&labels(&sub, "roi/a/labels"), "whole frame");
+    assert_contiguous(&labels(&sub, topic), "region door");
+    // Every message on the region's topic names it and the rect it was classified with.
+    for m in labels(&sub, topic) {
+        assert_eq!(m["region"], "door");
+        let r = &m["input_rect"];
+        assert!(
+            r == &serde_json::json!([0, 0, 320, 180])
+                || r == &serde_json::json!([320, 180, 320, 180]),
+            "{m}"
+        );
+    }
+}
+
+#[test]
 fn an_invalid_config_is_rejected_and_the_running_one_keeps_going() {
     let server = RtspServer::start(&fixtures().join("clip.mp4"));
     let broker = Broker::start();

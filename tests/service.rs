@@ -64,7 +64,10 @@ fn metrics_health_readiness_and_no_secret_anywhere() {
     let cfg = config(broker.port, "svc", &[("street", &url, 0.0)], "").replace(
         "qos = 1\n",
         "qos = 1\nusername = \"daemon\"\npassword_credential = \"mqtt-password\"\n",
-    ) + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+    ) + "\n[[camera.region]]\nname = \"steps\"\nrect = [0, 180, 320, 180]\n"
+        // clip.mp4 is 640x360: not inside it.
+        + "\n[[camera.region]]\nname = \"off\"\nrect = [600, 0, 100, 100]\n"
+        + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
     let creds_dir = creds.path().display().to_string();
     let mut d = Daemon::start_with(&cfg, &[], &[("CREDENTIALS_DIRECTORY", &creds_dir)]);
     wait_http(admin);
@@ -132,6 +135,8 @@ fn metrics_health_readiness_and_no_secret_anywhere() {
         "streamclassd_latency_seconds_bucket",
         "streamclassd_outbox_depth",
         "streamclassd_broker_connected 1",
+        "streamclassd_region_classified_total{camera=\"street\",region=\"steps\"}",
+        "streamclassd_region_unclassifiable{camera=\"street\",region=\"off\"} 1",
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{DecodeMode, Source};
+use crate::preprocess::{check_regions, RawRegion, RegionConfig, TargetsConfig};
 use crate::problems::Problems;
 
 /// One `[[camera]]`.
@@ -38,6 +39,16 @@ pub struct RawCamera {
     /// `keyframes`. Files and devices decode every frame.
     #[serde(default)]
     pub decode: DecodeMode,
+    /// Also classify the whole frame (on `{prefix}/{camera}/labels`).
+    #[serde(default = "default_true")]
+    pub full_frame: bool,
+    /// `[[camera.region]]`: parts of the frame classified on topics of their own.
+    #[serde(default, rename = "region")]
+    pub regions: Vec<RawRegion>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_stall_timeout() -> f64 {
@@ -63,6 +74,32 @@ pub struct CameraConfig {
     pub open_timeout: Duration,
     pub reconnect_max: Duration,
     pub decode: DecodeMode,
+    /// Classify the whole frame.
+    pub full_frame: bool,
+    /// Regions of interest, each classified on its own topic.
+    pub regions: Vec<RegionConfig>,
+}
+
+impl CameraConfig {
+    /// What it classifies in each frame.
+    pub fn targets(&self) -> TargetsConfig {
+        TargetsConfig {
+            full_frame: self.full_frame,
+            regions: self.regions.clone(),
+            camera_fps: self.fps,
+        }
+    }
+
+    /// Same source and reading, whatever the regions and `full_frame` (a reload that
+    /// changes only those keeps the source open).
+    pub fn same_source_as(&self, other: &CameraConfig) -> bool {
+        let bare = |c: &CameraConfig| CameraConfig {
+            full_frame: true,
+            regions: Vec::new(),
+            ..c.clone()
+        };
+        bare(self) == bare(other)
+    }
 }
 
 impl RawCamera {
@@ -96,6 +133,15 @@ impl RawCamera {
             );
             ok = false;
         }
+        let had_regions = !self.regions.is_empty();
+        let regions = check_regions(self.regions, i, self.fps, p);
+        if !self.full_frame && !had_regions {
+            p.add(
+                field("full_frame"),
+                "false needs at least one [[camera.region]] (nothing would be classified)",
+            );
+            ok = false;
+        }
         let stall = p.seconds(&field("stall_timeout_s"), self.stall_timeout_s, 0.5, 600.0);
         let open = p.seconds(&field("open_timeout_s"), self.open_timeout_s, 0.5, 600.0);
         let reconnect = p.seconds(&field("reconnect_max_s"), self.reconnect_max_s, 1.0, 3600.0);
@@ -113,6 +159,8 @@ impl RawCamera {
             open_timeout,
             reconnect_max,
             decode: self.decode,
+            full_frame: self.full_frame,
+            regions,
         })
     }
 }

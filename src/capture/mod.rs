@@ -14,15 +14,15 @@
 
 mod config;
 pub mod decode;
-mod gate;
+
 mod libav;
 mod reader;
 mod sink;
 mod source;
 
+pub use crate::gate::FpsGate;
 pub use config::{check_unique_ids, CameraConfig, RawCamera};
 pub use decode::{DecodeMode, Decoding};
-pub use gate::FpsGate;
 pub use sink::FrameSink;
 pub use source::{redact_url, scrub, Device, Source};
 
@@ -39,6 +39,7 @@ use reader::Reader;
 use crate::backoff::Backoff;
 use crate::messages::Frame;
 use crate::pool::Pool;
+use crate::preprocess::TargetsCell;
 use crate::service::Beat;
 use crate::status::{CameraState, StatusBoard};
 
@@ -68,6 +69,7 @@ pub struct Capture {
     status: Arc<StatusBoard>,
     beat: Beat,
     images: Pool<Mat>,
+    targets: Arc<TargetsCell>,
 }
 
 /// What a capture thread works with besides its camera's config.
@@ -80,6 +82,8 @@ pub struct CaptureDeps {
     pub beat: Beat,
     /// Images preprocessing is done with (shared by every camera), decoded into again.
     pub images: Pool<Mat>,
+    /// What the camera classifies per frame (a reload may change it): its demand.
+    pub targets: Arc<TargetsCell>,
 }
 
 impl Capture {
@@ -94,6 +98,7 @@ impl Capture {
             status: deps.status,
             beat: deps.beat,
             images: deps.images,
+            targets: deps.targets,
         }
     }
 
@@ -267,16 +272,20 @@ impl Capture {
         &self,
         cap: &mut Reader,
         source_fps: f64,
-        reported: &mut Option<(Decoding, Option<f64>)>,
+        reported: &mut Option<((Decoding, Option<f64>), u64)>,
     ) {
         let now = cap.decoding();
-        if *reported != Some(now) {
-            *reported = Some(now);
-            let demand = self.demand(source_fps, cap);
+        let version = self.targets.version();
+        if *reported != Some((now, version)) {
+            *reported = Some((now, version));
+            let (_, targets) = self.targets.get();
+            let demand = targets.inference_demand(self.demand(source_fps, cap));
+            let per_frame = targets.per_frame();
             self.status.count(self.camera, |s| {
                 s.decoding = Some(now.0.as_str());
                 s.keyframe_interval_s = now.1;
                 s.demand_fps = demand;
+                s.per_frame = per_frame;
             });
         }
         if let Some(c) = cap.take_change() {
@@ -379,7 +388,7 @@ impl Capture {
                 s.stage_us.decode += decode_us;
             });
             if let Some(image) = image {
-                if self.pass_on(sink, image, frame_index).is_err() {
+                if self.pass_on(sink, image, frame_index, t).is_err() {
                     return Streamed::SinkGone;
                 }
             }
@@ -422,8 +431,9 @@ impl Capture {
         self.images.take_where(fits).unwrap_or_default()
     }
 
-    /// Sends an admitted frame to preprocessing, counting a waiting frame it evicted.
-    fn pass_on(&self, sink: &FrameSink, image: Mat, index: u64) -> Result<(), ()> {
+    /// Sends an admitted frame (at `timeline_s` on the gate's timeline) to
+    /// preprocessing, counting a waiting frame it evicted.
+    fn pass_on(&self, sink: &FrameSink, image: Mat, index: u64, timeline_s: f64) -> Result<(), ()> {
         // Frames dropped so far, here and by preprocessing (a prepared frame replaced by
         // a newer one).
         let dropped = self.status.count(self.camera, |s| s.dropped).unwrap_or(0);
@@ -431,6 +441,7 @@ impl Capture {
             camera_id: self.id.clone(),
             camera: self.camera,
             index,
+            timeline_s,
             captured_at: SystemTime::now(),
             captured: Instant::now(),
             dropped,

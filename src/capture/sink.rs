@@ -62,6 +62,7 @@ mod tests {
             camera_id: Arc::from("c"),
             camera: 0,
             index,
+            timeline_s: 0.0,
             captured_at: SystemTime::now(),
             captured: Instant::now(),
             dropped: 0,

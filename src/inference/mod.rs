@@ -277,14 +277,15 @@ impl Serving {
                     let mut gone = None;
                     turns.pick(self.worker.max_batch, |i| match inputs[i].try_recv() {
                         Ok(p) => {
+                            let n = p.inputs.len();
                             batch.push(p);
-                            true
+                            n
                         }
                         Err(TryRecvError::Disconnected) => {
                             gone.get_or_insert(i);
-                            false
+                            0
                         }
-                        Err(TryRecvError::Empty) => false,
+                        Err(TryRecvError::Empty) => 0,
                     });
                     if !self.infer(&mut batch, &tx, metrics, status, pools, &mut stats) {
                         stats.log();
@@ -319,9 +320,9 @@ impl Serving {
         stats.log();
     }
 
-    /// Classifies `batch` (emptying it) and hands the results on. Frames made for another
-    /// model's input (just before or after a swap) are dropped and counted. False when the
-    /// publisher is gone.
+    /// Classifies every input of the frames in `batch` (emptying it), `max_batch` inputs
+    /// per run, and hands the results on. Frames made for another model's input (just
+    /// before or after a swap) are dropped and counted. False when the publisher is gone.
     fn infer(
         &mut self,
         batch: &mut Vec<Prepared>,
@@ -339,55 +340,86 @@ impl Serving {
             } else {
                 let p = batch.swap_remove(i);
                 status.count(p.meta.camera, |s| s.dropped += 1);
-                pools.tensors.give(p.tensor);
+                p.inputs
+                    .into_iter()
+                    .for_each(|x| pools.tensors.give(x.tensor));
             }
         }
-        if batch.is_empty() {
-            return true;
+        // (frame, input) of every input, in order: whole frames before their regions.
+        let all: Vec<(usize, usize)> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(f, p)| (0..p.inputs.len()).map(move |k| (f, k)))
+            .collect();
+        let mut open = true;
+        for run in all.chunks(self.worker.max_batch.max(1)) {
+            open = open && self.run_once(batch, run, tx, metrics, pools, stats);
         }
+        for p in batch.drain(..) {
+            p.inputs
+                .into_iter()
+                .for_each(|x| pools.tensors.give(x.tensor));
+        }
+        open
+    }
+
+    /// One run of the model over the inputs `run` names ((frame, input) in `batch`);
+    /// false when the publisher is gone.
+    fn run_once(
+        &mut self,
+        batch: &[Prepared],
+        run: &[(usize, usize)],
+        tx: &Sender<Classification>,
+        metrics: &Metrics,
+        pools: &Pools,
+        stats: &mut BatchStats,
+    ) -> bool {
         let started = Instant::now();
-        // The batch never exceeds max_batch; up to 16 frames need no allocation here.
-        let tensors: SmallVec<[&[f32]; 16]> = batch.iter().map(|p| p.tensor.as_slice()).collect();
+        // A run never exceeds max_batch; up to 16 inputs need no allocation here.
+        let tensors: SmallVec<[&[f32]; 16]> = run
+            .iter()
+            .map(|&(f, k)| batch[f].inputs[k].tensor.as_slice())
+            .collect();
         let result = self.worker.run_raw(&tensors);
         drop(tensors);
         let inference_ms = started.elapsed().as_secs_f64() * 1e3;
-        let size = batch.len();
+        let size = run.len();
         stats.record(size);
         metrics.inference_seconds.observe(inference_ms / 1e3);
         metrics.batch_size.observe(size as f64);
-        match result {
-            Ok(classes) => {
-                let done = Instant::now();
-                let rows = self.worker.row_buf.chunks_exact_mut(classes);
-                for (p, row) in batch.drain(..).zip(rows) {
-                    topk::to_probabilities(row);
-                    let mut top = pools.tops.take().unwrap_or_default();
-                    topk::top_k_into(row, self.worker.top_k, &mut top);
-                    pools.tensors.give(p.tensor);
-                    let total = done.duration_since(p.meta.captured).as_secs_f64() * 1e3;
-                    let waited = started.duration_since(p.meta.captured).as_secs_f64() * 1e3;
-                    let c = Classification {
-                        meta: p.meta,
-                        model: self.model.clone(),
-                        top,
-                        latency: Latency {
-                            queue: (waited - p.preprocess_ms).max(0.0),
-                            preprocess: p.preprocess_ms,
-                            inference: inference_ms,
-                            total,
-                        },
-                        batch: size,
-                    };
-                    if tx.send(c).is_err() {
-                        return false;
-                    }
-                }
-            }
+        let classes = match result {
+            Ok(classes) => classes,
             Err(e) => {
                 tracing::error!(batch = size, error = %e, "inference failed; batch lost");
-                for p in batch.drain(..) {
-                    pools.tensors.give(p.tensor);
-                }
+                return true;
+            }
+        };
+        let done = Instant::now();
+        let rows = self.worker.row_buf.chunks_exact_mut(classes);
+        for (&(f, k), row) in run.iter().zip(rows) {
+            let p = &batch[f];
+            let input = &p.inputs[k];
+            topk::to_probabilities(row);
+            let mut top = pools.tops.take().unwrap_or_default();
+            topk::top_k_into(row, self.worker.top_k, &mut top);
+            let total = done.duration_since(p.meta.captured).as_secs_f64() * 1e3;
+            let waited = started.duration_since(p.meta.captured).as_secs_f64() * 1e3;
+            let preprocessed: f64 = p.inputs.iter().map(|x| x.preprocess_ms).sum();
+            let c = Classification {
+                meta: p.meta,
+                region: input.region.clone(),
+                model: self.model.clone(),
+                top,
+                latency: Latency {
+                    queue: (waited - preprocessed).max(0.0),
+                    preprocess: input.preprocess_ms,
+                    inference: inference_ms,
+                    total,
+                },
+                batch: size,
+            };
+            if tx.send(c).is_err() {
+                return false;
             }
         }
         true

@@ -39,9 +39,11 @@ impl Turns {
         self.served.is_empty()
     }
 
-    /// Offers inputs to `take`, least recently served first, until `max` of them took a
-    /// frame (`take` returns true) or every input was offered once. Returns how many took.
-    pub fn pick(&mut self, max: usize, mut take: impl FnMut(usize) -> bool) -> usize {
+    /// Offers inputs to `take`, least recently served first, until `max` model inputs
+    /// were taken (`take` returns how many its frame holds: the whole frame and its
+    /// regions; 0 when it had none ready) or every input was offered once. A frame is
+    /// never split, so the last one taken may go past `max`. Returns the inputs taken.
+    pub fn pick(&mut self, max: usize, mut take: impl FnMut(usize) -> usize) -> usize {
         self.order.clear();
         self.order.extend(0..self.served.len());
         // Stamps of served inputs are unique; never-served ones tie at 0 and go by index.
@@ -52,10 +54,11 @@ impl Turns {
             if taken >= max {
                 break;
             }
-            if take(i) {
+            let n = take(i);
+            if n > 0 {
                 self.clock += 1;
                 self.served[i] = self.clock;
-                taken += 1;
+                taken += n;
             }
         }
         taken
@@ -82,7 +85,7 @@ mod tests {
             for _ in 0..n * 10 {
                 t.pick(max, |i| {
                     count[i] += 1;
-                    true
+                    1
                 });
             }
             // n × 10 batches of `max` frames: exactly 10 × max each.
@@ -101,7 +104,7 @@ mod tests {
             let mut batch = Vec::new();
             t.pick(4, |i| {
                 batch.push(i);
-                true
+                1
             });
             assert_eq!(batch.len(), 4);
             assert!(
@@ -117,12 +120,12 @@ mod tests {
         let mut t = turns(4);
         // Input 2 has nothing ready for a while; the others are served.
         for _ in 0..5 {
-            t.pick(1, |i| i != 2);
+            t.pick(1, |i| usize::from(i != 2));
         }
         let mut first = None;
         t.pick(1, |i| {
             first.get_or_insert(i);
-            true
+            1
         });
         assert_eq!(first, Some(2));
     }
@@ -133,11 +136,11 @@ mod tests {
         let mut offered = Vec::new();
         let taken = t.pick(3, |i| {
             offered.push(i);
-            i % 2 == 0
+            usize::from(i % 2 == 0)
         });
         assert_eq!(taken, 3);
         assert_eq!(offered, vec![0, 1, 2, 3, 4]);
-        let taken = t.pick(3, |_| false);
+        let taken = t.pick(3, |_| 0);
         assert_eq!(taken, 0);
     }
 
@@ -145,13 +148,13 @@ mod tests {
     fn a_new_input_is_served_first_and_removal_keeps_the_rest_in_order() {
         let mut t = turns(3);
         for _ in 0..3 {
-            t.pick(1, |_| true);
+            t.pick(1, |_| 1);
         }
         t.push(); // index 3, never served
         let mut got = Vec::new();
         t.pick(2, |i| {
             got.push(i);
-            true
+            1
         });
         assert_eq!(got, vec![3, 0]);
         // Remove input 0: input 3 takes its index and is now the most recently served.
@@ -160,9 +163,36 @@ mod tests {
         let mut order = Vec::new();
         t.pick(3, |i| {
             order.push(i);
-            true
+            1
         });
         // Stamps: 2 (input 1), 3 (input 2), 4 (old input 3, now index 0).
         assert_eq!(order, vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn a_frame_with_regions_counts_all_its_inputs_and_is_never_split() {
+        // Input 0 holds 5 inputs per frame (whole frame and 4 regions), the others 1.
+        let mut t = turns(3);
+        let cost = |i: usize| if i == 0 { 5 } else { 1 };
+        let mut batches = Vec::new();
+        for _ in 0..4 {
+            let mut batch = Vec::new();
+            let n = t.pick(4, |i| {
+                batch.push(i);
+                cost(i)
+            });
+            batches.push((batch, n));
+        }
+        // Input 0 goes past the budget alone (5 > 4); then 1 and 2 have waited longest
+        // and 0 still fits in what is left, so all three go (7 inputs, run as 4 + 3).
+        assert_eq!(
+            batches,
+            vec![
+                (vec![0], 5),
+                (vec![1, 2, 0], 7),
+                (vec![1, 2, 0], 7),
+                (vec![1, 2, 0], 7)
+            ]
+        );
     }
 }

@@ -12,7 +12,7 @@ use opencv::core::Mat;
 use crate::capture::{CameraConfig, Capture, CaptureDeps, CaptureEnd, FrameSink};
 use crate::inference::Control;
 use crate::pool::Pool;
-use crate::preprocess::{self, Preprocess, SpecCell};
+use crate::preprocess::{self, Preprocess, SpecCell, TargetsCell};
 use crate::service::Liveness;
 use crate::status::StatusBoard;
 
@@ -32,6 +32,8 @@ const IMAGES_IDLE: Duration = Duration::from_secs(10);
 pub(super) struct CameraThreads {
     pub(super) config: CameraConfig,
     pub(super) index: usize,
+    /// Its regions and `full_frame`, replaced in place by a reload.
+    pub(super) targets: Arc<TargetsCell>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) capture: JoinHandle<CaptureEnd>,
     pub(super) preprocess: JoinHandle<u64>,
@@ -127,10 +129,12 @@ impl Cameras {
             tensors: self.tensors.clone(),
             images: images.clone(),
         };
-        let live_status = live.then(|| self.status.clone());
+        let status = self.status.clone();
+        let targets = Arc::new(TargetsCell::new(cam.targets()));
+        let pre_targets = targets.clone();
         let preprocess = spawn(format!("pre-{id}"), &self.bell, move || {
             let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
-            Preprocess::new(spec, pools, live_status, pre_beat).run(frame_rx, tx)
+            Preprocess::new(spec, pre_targets, pools, status, live, pre_beat).run(frame_rx, tx)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         let capture = Capture::new(
@@ -142,6 +146,7 @@ impl Cameras {
                 status: self.status.clone(),
                 beat: capture_beat,
                 images,
+                targets: targets.clone(),
             },
         );
         let capture = spawn(format!("cap-{id}"), &self.bell, move || {
@@ -158,11 +163,23 @@ impl Cameras {
         self.running.push(CameraThreads {
             config: cam,
             index,
+            targets,
             stop,
             capture,
             preprocess,
         });
         Ok(())
+    }
+
+    /// Gives a running camera new regions (or `full_frame`), its source left open; a
+    /// camera waiting to start again gets them when it starts.
+    pub(super) fn retarget(&mut self, cam: CameraConfig) {
+        if let Some(w) = self.waiting.iter_mut().find(|c| c.id == cam.id) {
+            *w = cam;
+        } else if let Some(c) = self.running.iter_mut().find(|c| c.config.id == cam.id) {
+            c.targets.replace(cam.targets());
+            c.config = cam;
+        }
     }
 
     /// Stops camera `id`; `retire` when it leaves the configuration (not when it changes).

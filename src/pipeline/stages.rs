@@ -146,7 +146,7 @@ impl Stages {
 }
 
 /// Home Assistant discovery, when configured; cameras join as the publisher sees them on
-/// the status board.
+/// the status board, regions a reload adds when they are first classified.
 fn discovery(cfg: &Config) -> Option<Discovery> {
     cfg.homeassistant.as_ref().map(|ha| Discovery {
         discovery_prefix: ha.discovery_prefix.clone(),
@@ -154,6 +154,11 @@ fn discovery(cfg: &Config) -> Option<Discovery> {
         topic_prefix: cfg.mqtt.topic_prefix.clone(),
         model: cfg.model.name.clone(),
         cameras: Vec::new(),
+        regions: cfg
+            .cameras
+            .iter()
+            .flat_map(|c| c.regions.iter().map(|r| (c.id.clone(), r.name.clone())))
+            .collect(),
     })
 }
 

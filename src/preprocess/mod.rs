@@ -21,6 +21,7 @@ pub mod region;
 mod region_config;
 pub mod resample;
 mod stage;
+mod targets;
 
 use opencv::core::Mat;
 use opencv::prelude::*;
@@ -32,6 +33,7 @@ pub use region_config::{check_regions, RawRegion, RegionConfig};
 pub use resample::Interpolation;
 use resample::{Resampler, View, Window};
 pub use stage::{Pools, Preprocess, SpecCell};
+pub use targets::{RegionError, Targets, TargetsCell, TargetsConfig};
 
 /// Memory layout of one image in the model input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

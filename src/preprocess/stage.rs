@@ -8,8 +8,9 @@ use std::time::Instant;
 use crossbeam_channel::{select, Receiver, Sender};
 use opencv::core::Mat;
 
+use super::targets::{Targets, TargetsCell};
 use super::{PreprocessSpec, Preprocessor};
-use crate::messages::{Frame, Prepared};
+use crate::messages::{Frame, Input, Prepared};
 use crate::pool::Pool;
 use crate::service::Beat;
 use crate::status::StatusBoard;
@@ -106,30 +107,96 @@ pub struct Pools {
     pub images: Pool<Mat>,
 }
 
-/// The preprocess stage of one camera: built from the shared preprocessing and what it
-/// reports to; [`Preprocess::run`] is its thread.
+/// The preprocess stage of one camera: built from the shared preprocessing, the camera's
+/// targets (whole frame, regions) and what it reports to; [`Preprocess::run`] is its
+/// thread.
 pub struct Preprocess {
     cell: Arc<SpecCell>,
+    /// What to make of each frame, as configured (a reload may replace it) ...
+    targets_cell: Arc<TargetsCell>,
+    /// ... and as in use, with its version.
+    targets: (u64, Targets),
     pools: Pools,
-    /// The status board, for a live camera (whose stale prepared frames are replaced and
-    /// counted); `None` for a file, whose frames all go on.
-    live: Option<Arc<StatusBoard>>,
+    status: Arc<StatusBoard>,
+    /// A live camera's stale prepared frames are replaced (and counted); a file's all go on.
+    live: bool,
     beat: Beat,
+}
+
+/// Gives a frame's tensors back to the pool.
+fn give_back(inputs: Vec<Input>, tensors: &Pool<Vec<f32>>) {
+    for input in inputs {
+        tensors.give(input.tensor);
+    }
 }
 
 impl Preprocess {
     pub fn new(
         cell: Arc<SpecCell>,
+        targets: Arc<TargetsCell>,
         pools: Pools,
-        live: Option<Arc<StatusBoard>>,
+        status: Arc<StatusBoard>,
+        live: bool,
         beat: Beat,
     ) -> Self {
+        let (version, config) = targets.get();
         Preprocess {
             cell,
+            targets_cell: targets,
+            targets: (version, Targets::new(config)),
             pools,
+            status,
             live,
             beat,
         }
+    }
+
+    /// Makes the inputs of `frame` (the image goes back to its pool); `None` when there is
+    /// nothing to classify in it (an error, logged, or no region due).
+    fn prepare(
+        &mut self,
+        pre: &mut Preprocessor,
+        generation: u64,
+        frame: Frame,
+    ) -> Option<Prepared> {
+        if self.targets_cell.version() != self.targets.0 {
+            let (version, config) = self.targets_cell.get();
+            tracing::info!(camera = %frame.camera_id, regions = config.regions.len(),
+                full_frame = config.full_frame, "regions changed");
+            self.targets = (version, Targets::new(config));
+        }
+        let mut inputs = Vec::new();
+        let t = frame.timeline_s;
+        let tensors = &self.pools.tensors;
+        let made = self
+            .targets
+            .1
+            .prepare(pre, generation, &frame.image, t, tensors, &mut inputs);
+        let meta = frame.meta();
+        self.pools.images.give(frame.image);
+        match made {
+            Err(e) => {
+                tracing::warn!(camera = %frame.camera_id, frame = frame.index, error = %e, "frame skipped");
+                give_back(inputs, tensors);
+                return None;
+            }
+            Ok(Some(errors)) => {
+                for (region, error) in &errors {
+                    tracing::warn!(camera = %frame.camera_id, %region, %error, "region not classified");
+                }
+                self.status.set_region_errors(meta.camera, errors);
+            }
+            Ok(None) => {}
+        }
+        if inputs.is_empty() {
+            return None;
+        }
+        Some(Prepared {
+            prepared_at: Instant::now(),
+            inputs,
+            generation,
+            meta,
+        })
     }
 
     /// The preprocess thread of one camera: frames in, tensors out, until the capture side
@@ -142,14 +209,8 @@ impl Preprocess {
     /// once per handed-over frame, since preprocessing every newer frame of every camera
     /// would spend the CPU inference needs (16 cameras on 2 cores: 2.8 instead of 9.7
     /// classified frames/s). Returns how many frames entered preprocessing.
-    pub fn run(self, rx: Receiver<Frame>, tx: Sender<Prepared>) -> u64 {
-        let Preprocess {
-            cell,
-            pools,
-            live,
-            beat,
-        } = self;
-        let (mut generation, spec) = cell.get();
+    pub fn run(mut self, rx: Receiver<Frame>, tx: Sender<Prepared>) -> u64 {
+        let (mut generation, spec) = self.cell.get();
         let mut pre = Preprocessor::new(spec);
         let mut entered = 0;
         let mut newer: Option<Frame> = None;
@@ -164,59 +225,42 @@ impl Preprocess {
                     Err(_) => break,
                 },
             };
-            beat.busy();
-            if cell.generation() != generation {
-                let (g, spec) = cell.get();
+            self.beat.busy();
+            if self.cell.generation() != generation {
+                let (g, spec) = self.cell.get();
                 generation = g;
                 pre = Preprocessor::new(spec);
             }
             entered += 1;
-            let started = Instant::now();
-            // Every element is written below: a reused tensor needs no clearing.
-            let mut tensor = pools.tensors.take().unwrap_or_default();
-            tensor.resize(pre.spec().tensor_len(), 0.0);
-            let result = pre.run_into(&frame.image, &mut tensor);
-            let meta = frame.meta();
-            pools.images.give(frame.image);
-            if let Err(e) = result {
-                tracing::warn!(camera = %frame.camera_id, frame = frame.index, error = %e, "frame skipped");
-                pools.tensors.give(tensor);
-                beat.idle();
-                continue;
-            }
-            let prepared = Prepared {
-                preprocess_ms: started.elapsed().as_secs_f64() * 1e3,
-                prepared_at: Instant::now(),
-                tensor,
-                generation,
-                meta,
-            };
+            let t = frame.timeline_s;
+            let prepared = self.prepare(&mut pre, generation, frame);
             // Waiting for inference to take the frame is idle time, not work.
-            beat.idle();
+            self.beat.idle();
+            let Some(prepared) = prepared else { continue };
+            let meta = prepared.meta;
             pace.frame(meta.captured);
-            let replace = live
-                .as_ref()
-                .filter(|_| !replacement || pace.served_promptly());
-            let Some(status) = replace else {
+            if !self.live || (replacement && !pace.served_promptly()) {
                 replacement = false;
                 if tx.send(prepared).is_err() {
                     break;
                 }
+                self.targets.1.handed_over(t);
                 pace.handed_over();
                 continue;
-            };
+            }
             select! {
                 send(tx, prepared) -> sent => {
                     if sent.is_err() {
                         break;
                     }
                     replacement = false;
+                    self.targets.1.handed_over(t);
                     pace.handed_over();
                 }
                 recv(rx) -> next => match next {
                     Ok(next) => {
-                        status.count(meta.camera, |s| s.dropped += 1);
-                        pools.tensors.give(prepared.tensor);
+                        self.status.count(meta.camera, |s| s.dropped += 1);
+                        give_back(prepared.inputs, &self.pools.tensors);
                         newer = Some(next);
                         replacement = true;
                     }
@@ -228,7 +272,7 @@ impl Preprocess {
                 },
             }
         }
-        beat.idle();
+        self.beat.idle();
         entered
     }
 }

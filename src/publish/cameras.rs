@@ -11,14 +11,39 @@ use std::time::{Duration, Instant};
 use super::shared::Shared;
 use super::{debounce, payload, topics, Publisher};
 
-/// What the publisher keeps per camera index (see [`StatusBoard`]): kept when a camera is
-/// removed, so one added again continues its `seq`.
-pub(super) struct Cam {
-    pub(super) id: Arc<str>,
+/// One numbered series of label messages: a camera's whole frame, or one of its regions.
+pub(super) struct Stream {
+    /// See [`topics::stream`].
+    pub(super) key: String,
     pub(super) labels_topic: String,
     pub(super) seq: u64,
-    pub(super) published: u64,
     pub(super) debouncer: Option<debounce::Debouncer>,
+}
+
+impl Publisher {
+    /// The stream `key`, its `seq` continuing from the spool, if any.
+    pub(super) fn stream(&self, key: String, restored_seq: &HashMap<String, u64>) -> Stream {
+        Stream {
+            labels_topic: self.topics.labels(&key),
+            seq: restored_seq.get(&key).copied().unwrap_or(0),
+            debouncer: self
+                .mqtt
+                .label_debounce
+                .map(|(hold, window)| debounce::Debouncer::new(hold, window)),
+            key,
+        }
+    }
+}
+
+/// What the publisher keeps per camera index (see [`StatusBoard`]): kept when a camera is
+/// removed, so one added again continues its `seq`s.
+pub(super) struct Cam {
+    pub(super) id: Arc<str>,
+    /// The whole frame.
+    pub(super) whole: Stream,
+    /// Regions seen so far, by name.
+    pub(super) regions: HashMap<Arc<str>, Stream>,
+    pub(super) published: u64,
     /// Status version last published (`u64::MAX`: publish again).
     pub(super) status_seen: u64,
     /// Active as of the last roster check.
@@ -63,13 +88,9 @@ impl Publisher {
             if i == cams.len() {
                 let Some(id) = self.status.id(i) else { break };
                 cams.push(Cam {
-                    labels_topic: self.topics.labels(&id),
-                    seq: restored_seq.get(id.as_ref()).copied().unwrap_or(0),
+                    whole: self.stream(topics::stream(&id, None), restored_seq),
+                    regions: HashMap::new(),
                     published: 0,
-                    debouncer: self
-                        .mqtt
-                        .label_debounce
-                        .map(|(hold, window)| debounce::Debouncer::new(hold, window)),
                     status_seen: u64::MAX,
                     active: false,
                     classified_then: 0,
@@ -103,8 +124,9 @@ impl Publisher {
             } else {
                 tracing::info!(camera = %cam.id, "camera removed: clearing its retained topics");
                 let mut topics = vec![self.topics.camera_status(&cam.id)];
-                if cam.debouncer.is_some() {
-                    topics.push(self.topics.label(&cam.id));
+                let streams = std::iter::once(&cam.whole).chain(cam.regions.values());
+                for stream in streams.filter(|s| s.debouncer.is_some()) {
+                    topics.push(self.topics.label(&stream.key));
                 }
                 if let Some(d) = discovery.as_mut() {
                     d.cameras.retain(|c| c != cam.id.as_ref());
@@ -150,6 +172,22 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// Region `region` of camera `cam` is classified for the first time in this run: Home
+    /// Assistant gets its sensor unless it was announced already (configured at start).
+    pub(super) fn region_seen(&self, shared: &Shared, cam: &str, region: &str) {
+        let mut discovery = shared.discovery();
+        let Some(d) = discovery.as_mut() else { return };
+        if d.regions.iter().any(|(c, r)| c == cam && r == region) {
+            return;
+        }
+        d.regions.push((cam.to_owned(), region.to_owned()));
+        if shared.connected.load(Ordering::SeqCst) && !shared.stopping.load(Ordering::SeqCst) {
+            shared.outbox().push_urgent(d.region_message(cam, region));
+        }
+        drop(discovery);
+        shared.changed();
     }
 
     /// A reload swapped the model: discovery's device info names it, so announce again.

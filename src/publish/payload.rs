@@ -27,6 +27,13 @@ pub struct LabelsPayload<'a> {
     pub latency_ms: LatencyMs,
     /// Frames of this camera dropped so far because the pipeline was busy.
     pub dropped: u64,
+    /// A region's messages only: its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<&'a str>,
+    /// A region's messages only: the part of the source frame the model saw (x, y,
+    /// width, height in source pixels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_rect: Option<[u32; 4]>,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +70,15 @@ pub struct StatusPayload<'a> {
     pub outbox_dropped: u64,
     pub fps: FpsPayload,
     pub decode: DecodePayload,
+    /// Regions that cannot be classified (outside the frame); empty when all can.
+    pub region_errors: Vec<RegionErrorPayload<'a>>,
+}
+
+/// A region that cannot be classified, and why.
+#[derive(Debug, Serialize)]
+pub struct RegionErrorPayload<'a> {
+    pub region: &'a str,
+    pub error: &'a str,
 }
 
 /// What the camera decodes and the keyframe interval it measured.
@@ -72,11 +88,13 @@ pub struct DecodePayload {
     pub keyframe_interval_s: Option<f64>,
 }
 
-/// A camera's demand and what it got, frames per second.
+/// A camera's demand and what it got, inferences per second (frames per second times
+/// `per_frame`, the whole frame and its regions).
 #[derive(Debug, Serialize)]
 pub struct FpsPayload {
     pub demand: f64,
     pub classified: f64,
+    pub per_frame: usize,
 }
 
 pub fn encode_status(s: &CameraStatus) -> Vec<u8> {
@@ -93,7 +111,16 @@ pub fn encode_status(s: &CameraStatus) -> Vec<u8> {
         fps: FpsPayload {
             demand: s.demand_fps,
             classified: s.classified_fps,
+            per_frame: s.per_frame,
         },
+        region_errors: s
+            .region_errors
+            .iter()
+            .map(|(name, error)| RegionErrorPayload {
+                region: name,
+                error,
+            })
+            .collect(),
         decode: DecodePayload {
             mode: s.decoding,
             keyframe_interval_s: s.keyframe_interval_s.map(|i| (i * 1000.0).round() / 1000.0),
@@ -107,7 +134,8 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Encodes one classification; `out` is cleared and reused.
+/// Encodes one classification (of the whole frame or a region; `seq` is that one's);
+/// `out` is cleared and reused.
 pub fn encode(
     c: &Classification,
     camera: &str,
@@ -139,19 +167,22 @@ pub fn encode(
             total: ms(c.latency.total),
         },
         dropped: c.meta.dropped,
+        region: c.region.as_ref().map(|r| r.name.as_ref()),
+        input_rect: c.region.as_ref().map(|r| r.input_rect),
     };
     out.clear();
     serde_json::to_writer(&mut *out, &payload)
 }
 
-/// The retained debounced label on `{prefix}/{camera}/label`.
+/// The retained debounced label on `{prefix}/{camera}/label` (a region's on
+/// `{prefix}/{camera}/region/{name}/label`, with `region`).
 pub fn encode_label(c: &Classification, camera: &str, index: usize, labels: &Labels) -> Vec<u8> {
     let score = c
         .top
         .iter()
         .find(|s| s.index == index)
         .map_or(0.0, |s| s.score);
-    let payload = serde_json::json!({
+    let mut payload = serde_json::json!({
         "camera": camera,
         "label": labels.get(index),
         "index": index,
@@ -159,6 +190,9 @@ pub fn encode_label(c: &Classification, camera: &str, index: usize, labels: &Lab
         "frame": c.meta.index,
         "since": rfc3339_millis(c.meta.captured_at),
     });
+    if let Some(r) = &c.region {
+        payload["region"] = r.name.as_ref().into();
+    }
     payload.to_string().into_bytes()
 }
 
@@ -220,6 +254,7 @@ mod tests {
                 captured: Instant::now(),
                 dropped: 12,
             },
+            region: None,
             top: vec![
                 Scored {
                     index: 258,
@@ -254,6 +289,21 @@ mod tests {
         assert_eq!(v["latency_ms"]["queue"], 1.235);
         assert_eq!(v["latency_ms"]["total"], 66.3);
         assert_eq!(v["dropped"], 12);
+        assert!(v.get("region").is_none() && v.get("input_rect").is_none());
+        let region = Classification {
+            region: Some(crate::messages::RegionOf {
+                name: "driveway".into(),
+                input_rect: [640, 0, 640, 720],
+            }),
+            ..c
+        };
+        encode(&region, "front-door", 3, "resnet50", &labels, &mut out).expect("encode");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(
+            (v["seq"].clone(), v["region"].clone()),
+            (3.into(), "driveway".into())
+        );
+        assert_eq!(v["input_rect"], serde_json::json!([640, 0, 640, 720]));
     }
 
     #[test]
@@ -272,6 +322,7 @@ mod tests {
                 captured: Instant::now(),
                 dropped: 0,
             },
+            region: None,
             top: vec![Scored {
                 index: 0,
                 score: 1.0,

@@ -75,7 +75,10 @@ impl Publisher {
     fn spool(&self, s: &Session, undelivered: &[OutMsg]) -> Option<Result<(), ()>> {
         let dir = self.mqtt.spool_dir.as_ref()?;
         let mut next: HashMap<String, u64> = s.restored_seq.clone();
-        next.extend(s.cams.iter().map(|c| (c.id.to_string(), c.seq)));
+        for c in &s.cams {
+            let streams = std::iter::once(&c.whole).chain(c.regions.values());
+            next.extend(streams.map(|st| (st.key.clone(), st.seq)));
+        }
         let name = |i: usize| s.cams.get(i).map(|c| c.id.to_string()).unwrap_or_default();
         Some(match Spool::new(dir).save(undelivered, name, &next) {
             Ok(()) => {

@@ -13,7 +13,7 @@ use super::client::Connector;
 use super::driver::{drive, feed, Driver};
 use super::outbox::{OutMsg, Outbox};
 use super::shared::Shared;
-use super::{payload, PublishReport, Publisher, Qos, STATUS_REFRESH, WINDOW};
+use super::{payload, topics, PublishReport, Publisher, Qos, STATUS_REFRESH, WINDOW};
 use crate::messages::Classification;
 
 /// The publisher's state between two messages.
@@ -136,31 +136,39 @@ impl Publisher {
             tracing::error!(camera = cam, "classification for an unknown camera");
             return;
         };
-        let id = &state.id;
+        let id = state.id.clone();
+        let stream = match &c.region {
+            None => &mut state.whole,
+            Some(r) => state.regions.entry(r.name.clone()).or_insert_with(|| {
+                self.region_seen(&s.shared, &id, &r.name);
+                self.stream(topics::stream(&id, Some(&r.name)), &s.restored_seq)
+            }),
+        };
         // Encoded straight into the message's own buffer: no copy per message.
         let mut buf = Vec::with_capacity(512);
         let (model, labels) = (&c.model.name, &c.model.labels);
-        if let Err(e) = payload::encode(&c, id, state.seq, model, labels, &mut buf) {
+        if let Err(e) = payload::encode(&c, &id, stream.seq, model, labels, &mut buf) {
             tracing::error!(camera = %id, error = %e, "cannot encode payload");
             return;
         }
-        state.seq += 1;
-        state.published += 1;
-        if let (Some(d), Some(top1)) = (state.debouncer.as_mut(), c.top.first()) {
+        stream.seq += 1;
+        if let (Some(d), Some(top1)) = (stream.debouncer.as_mut(), c.top.first()) {
             if let Some(index) = d.push(top1.index) {
                 // An event in order with the labels (not coalesced like state).
                 let _ = s.shared.outbox().push(OutMsg {
-                    topic: self.topics.label(id),
-                    payload: payload::encode_label(&c, id, index, labels),
+                    topic: self.topics.label(&stream.key),
+                    payload: payload::encode_label(&c, &id, index, labels),
                     qos: Qos::AtLeastOnce,
                     retain: true,
                     camera: Some(cam),
                 });
             }
         }
+        let labels_topic = stream.labels_topic.clone();
+        state.published += 1;
         self.metrics.latency_seconds.observe(c.latency.total / 1e3);
         let lost = s.shared.outbox().push(OutMsg {
-            topic: state.labels_topic.clone(),
+            topic: labels_topic,
             payload: buf,
             qos: self.mqtt.qos,
             retain: false,
@@ -177,6 +185,7 @@ impl Publisher {
             latency,
             batch,
             model,
+            region,
             ..
         } = c;
         self.tops.give(top);
@@ -184,6 +193,12 @@ impl Publisher {
         let publish_us = received.elapsed().as_micros() as u64;
         self.status.count(cam, |st| {
             st.classified += 1;
+            if let Some(r) = region {
+                match st.region_classified.iter_mut().find(|(n, _)| *n == r.name) {
+                    Some((_, n)) => *n += 1,
+                    None => st.region_classified.push((r.name, 1)),
+                }
+            }
             st.stage_us.preprocess += us(latency.preprocess);
             st.stage_us.inference += us(latency.inference / batch.max(1) as f64);
             st.stage_us.publish += publish_us;

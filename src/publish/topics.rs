@@ -27,19 +27,30 @@ impl Topics {
         format!("{}/stats", self.prefix)
     }
 
-    /// `{prefix}/{camera}/labels`: one message per classified frame.
-    pub fn labels(&self, camera: &str) -> String {
-        format!("{}/{camera}/labels", self.prefix)
+    /// `{prefix}/{stream}/labels`: one message per classified frame (`stream`: a camera
+    /// id, or a region's [`stream`]).
+    pub fn labels(&self, stream: &str) -> String {
+        format!("{}/{stream}/labels", self.prefix)
     }
 
-    /// `{prefix}/{camera}/label`: the debounced top-1 (retained).
-    pub fn label(&self, camera: &str) -> String {
-        format!("{}/{camera}/label", self.prefix)
+    /// `{prefix}/{stream}/label`: the debounced top-1 (retained).
+    pub fn label(&self, stream: &str) -> String {
+        format!("{}/{stream}/label", self.prefix)
     }
 
     /// `{prefix}/{camera}/status`: the camera's state and counters (retained).
     pub fn camera_status(&self, camera: &str) -> String {
         format!("{}/{camera}/status", self.prefix)
+    }
+}
+
+/// What a camera's or a region's topics are under: `{camera}` for the whole frame,
+/// `{camera}/region/{name}` for a region. Also the key of its `seq` in the spool (ids and
+/// names hold no `/`).
+pub fn stream(camera: &str, region: Option<&str>) -> String {
+    match region {
+        None => camera.to_owned(),
+        Some(name) => format!("{camera}/region/{name}"),
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
+pub mod reference;
 pub mod tls;
 
 /// Upper bound for anything a test waits on; only a hang guard, never a performance claim.

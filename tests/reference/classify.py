@@ -5,7 +5,7 @@ Usage::
 
     classify.py --model M.onnx --video clip.mp4 --out ref.json
                 [--preset torchvision|caffe|tf-efficientnet-lite] [--resampler pil|opencv]
-                [--top-k 5]
+                [--top-k 5] [--regions regions.json]
 
 It shares no code with the daemon: it decodes ``--video`` with OpenCV
 (``cv2.VideoCapture``), prepares every decoded frame (index 0, 1, 2, ... in decode
@@ -29,6 +29,14 @@ Presets (what each model family was evaluated with):
 ``--resampler opencv`` replaces every Pillow resize with ``cv2.resize`` (INTER_LINEAR for
 bilinear, INTER_CUBIC for bicubic): what a pipeline built on OpenCV's plain resize gets.
 
+``--regions`` (a JSON list of ``{"name", "rect": [x, y, w, h], "fit": "crop"|"pad"|
+"stretch", "pad_rgb": [r, g, b], "fps": f or null}``) also classifies those regions of
+every frame: cut from the RGB frame, then fit with Pillow as
+``tests/support/region_reference.py`` does (the preset's geometry, filter and
+normalization; Pillow only). A region with an ``fps`` is classified on the frames its
+schedule admits on the video's timeline (frame i at i / video fps: due at 0, 1/fps,
+2/fps, ...).
+
 The model's first input decides the layout (``[N,3,H,W]`` NCHW or ``[N,H,W,3]`` NHWC)
 and the element type (float32 or float16). Inference: ONNX Runtime,
 ``CPUExecutionProvider``, ``intra_op_num_threads=1``. If an output row is already a
@@ -42,7 +50,10 @@ Output JSON::
                  "top": [top_k indices, by descending probability, ties: lower index],
                  "scores": [their probabilities],
                  "probs": [every class probability],
-                 "logits": [the raw output row]}, ...]}
+                 "logits": [the raw output row],
+                 "regions": {"<name>": {"top": [...], "scores": [...], "probs": [...],
+                                        "input_rect": [x, y, w, h]}, ...}}, ...]}
+    ("regions" only with --regions; a region not due in a frame is absent from it.)
 """
 
 from __future__ import annotations
@@ -51,10 +62,15 @@ import argparse
 import json
 import sys
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
+from region_reference import fit_region  # noqa: E402
 
 PRESETS = {
     "torchvision": dict(mode="resize-crop", resize_shorter=256, crop=224, filter="bilinear",
@@ -96,6 +112,11 @@ def prepare(frame_bgr: np.ndarray, p: dict, resampler: str) -> np.ndarray:
         left = (w - side + 1) // 2
         img = resize(np.ascontiguousarray(rgb[top:top + side, left:left + side]),
                      (crop, crop), p["filter"], resampler)
+    return normalize(img, p)
+
+
+def normalize(img: np.ndarray, p: dict) -> np.ndarray:
+    """HxWx3 uint8 RGB -> float32 in the model's channel order, normalized."""
     if p["order"] == "bgr":
         img = img[:, :, ::-1]
     x = img.astype(np.float32) * np.float32(p["scale"])
@@ -126,8 +147,10 @@ def main() -> int:
     ap.add_argument("--preset", choices=sorted(PRESETS), default="torchvision")
     ap.add_argument("--resampler", choices=["pil", "opencv"], default="pil")
     ap.add_argument("--top-k", type=int, default=5)
+    ap.add_argument("--regions", help="JSON list of regions to classify as well")
     args = ap.parse_args()
     p = PRESETS[args.preset]
+    regions = json.loads(Path(args.regions).read_text()) if args.regions else []
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -138,27 +161,45 @@ def main() -> int:
     dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
     output_name = sess.get_outputs()[0].name
 
+    def classify(x: np.ndarray, k: int) -> dict:
+        x = x[None] if nhwc else x.transpose(2, 0, 1)[None]
+        (out,) = sess.run([output_name], {inp.name: np.ascontiguousarray(x, dtype=dtype)})
+        row = np.asarray(out, dtype=np.float32).reshape(1, -1)[0]
+        probs = to_probs(row)
+        top = top_k(probs, k)
+        return {"top": top, "scores": [float(probs[i]) for i in top],
+                "probs": [float(v) for v in probs], "logits": [float(v) for v in row]}
+
     cap = cv2.VideoCapture(args.video)
     if not cap.isOpened():
         raise SystemExit(f"error: cannot open video {args.video}")
+    video_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    due = [0.0 for _ in regions]
     frames = []
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        x = prepare(frame, p, args.resampler)
-        x = x[None] if nhwc else x.transpose(2, 0, 1)[None]
-        (out,) = sess.run([output_name], {inp.name: np.ascontiguousarray(x, dtype=dtype)})
-        row = np.asarray(out, dtype=np.float32).reshape(1, -1)[0]
-        probs = to_probs(row)
-        top = top_k(probs, args.top_k)
-        frames.append({
-            "frame": len(frames),
-            "top": top,
-            "scores": [float(probs[i]) for i in top],
-            "probs": [float(v) for v in probs],
-            "logits": [float(v) for v in row],
-        })
+        entry = {"frame": len(frames)}
+        entry.update(classify(prepare(frame, p, args.resampler), args.top_k))
+        if regions:
+            t = len(frames) / video_fps
+            rgb = Image.fromarray(np.ascontiguousarray(frame[:, :, ::-1]))
+            entry["regions"] = {}
+            for i, r in enumerate(regions):
+                if r.get("fps"):
+                    if t + 1e-6 < due[i]:
+                        continue
+                    due[i] += 1.0 / r["fps"]
+                case = dict(r, geometry=p["mode"], resize_shorter=p.get("resize_shorter"),
+                            crop_fraction=p.get("crop_fraction"), crop=p["crop"],
+                            interpolation=p["filter"])
+                img, input_rect = fit_region(rgb, case)
+                result = classify(normalize(np.asarray(img), p), args.top_k)
+                del result["logits"]
+                result["input_rect"] = input_rect
+                entry["regions"][r["name"]] = result
+        frames.append(entry)
     cap.release()
     if not frames:
         raise SystemExit(f"error: no frame decoded from {args.video}")

@@ -61,23 +61,30 @@ def pad_fit(img, case):
     return canvas, (0, 0, w, h)
 
 
+def fit_region(frame, case):
+    """Cuts case["rect"] out of the RGB image `frame` and fits it: returns the S×S image
+    and the input_rect (what the model sees, in frame pixels)."""
+    x, y, w, h = case["rect"]
+    region = frame.crop((x, y, x + w, y + h))
+    if case["fit"] == "crop":
+        out, (ix, iy, iw, ih) = crop_fit(region, case)
+    elif case["fit"] == "pad":
+        out, (ix, iy, iw, ih) = pad_fit(region, case)
+    else:
+        out = region.resize((case["crop"], case["crop"]), FILTERS[case["interpolation"]])
+        ix, iy, iw, ih = 0, 0, w, h
+    return out, [x + ix, y + iy, iw, ih]
+
+
 def main() -> int:
     spec = json.loads(Path(sys.argv[1]).read_text())
     base = Path(sys.argv[1]).parent
     frame = Image.frombytes("RGB", (spec["width"], spec["height"]),
                             (base / spec["frame"]).read_bytes())
     for case in spec["cases"]:
-        x, y, w, h = case["rect"]
-        region = frame.crop((x, y, x + w, y + h))
-        if case["fit"] == "crop":
-            out, (ix, iy, iw, ih) = crop_fit(region, case)
-        elif case["fit"] == "pad":
-            out, (ix, iy, iw, ih) = pad_fit(region, case)
-        else:
-            out = region.resize((case["crop"], case["crop"]), FILTERS[case["interpolation"]])
-            ix, iy, iw, ih = 0, 0, w, h
+        out, input_rect = fit_region(frame, case)
         (base / case["out"]).write_bytes(out.tobytes())
-        print(json.dumps({"input_rect": [x + ix, y + iy, iw, ih]}))
+        print(json.dumps({"input_rect": input_rect}))
     return 0
 
 

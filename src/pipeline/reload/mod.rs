@@ -154,11 +154,12 @@ impl Reloader {
             })));
             cameras.spec.replace(m.spec);
         }
-        let (added, removed, changed) = plan.summary();
+        let [added, removed, changed, regions] = plan.summary();
         tracing::info!(
             ?added,
             ?removed,
             ?changed,
+            new_regions = ?regions,
             model = if plan.model { "reloaded" } else { "unchanged" },
             "configuration reloaded"
         );
@@ -168,6 +169,9 @@ impl Reloader {
         for cam in plan.changed {
             cameras.stop(&cam.id, false);
             cameras.waiting.push(cam);
+        }
+        for cam in plan.retargeted {
+            cameras.retarget(cam);
         }
         for cam in plan.added {
             if let Err(e) = cameras.start(cam) {

@@ -16,6 +16,9 @@ pub struct Plan {
     pub removed: Vec<String>,
     /// Cameras whose settings changed: stopped and started again.
     pub changed: Vec<CameraConfig>,
+    /// Cameras whose regions (or `full_frame`) alone changed: given the new ones while
+    /// their source stays open.
+    pub retargeted: Vec<CameraConfig>,
     /// The model must be loaded again.
     pub model: bool,
     /// Sections that changed but only take effect at the next start.
@@ -30,8 +33,9 @@ impl Plan {
         for cam in &new.cameras {
             match old.cameras.iter().find(|c| c.id == cam.id) {
                 None => plan.added.push(cam.clone()),
-                Some(before) if before != cam => plan.changed.push(cam.clone()),
-                Some(_) => {}
+                Some(before) if before == cam => {}
+                Some(before) if before.same_source_as(cam) => plan.retargeted.push(cam.clone()),
+                Some(_) => plan.changed.push(cam.clone()),
             }
         }
         plan.removed = old
@@ -57,16 +61,24 @@ impl Plan {
     /// Nothing to apply.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && !self.model
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.retargeted.is_empty()
+            && !self.model
     }
 
-    /// Ids of the cameras added, removed and changed, for the log.
-    pub fn summary(&self) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
-        (
-            self.added.iter().map(|c| c.id.as_str()).collect(),
+    /// Ids of the cameras added, removed, changed and with new regions, for the log.
+    pub fn summary(&self) -> [Vec<&str>; 4] {
+        fn ids(cams: &[CameraConfig]) -> Vec<&str> {
+            cams.iter().map(|c| c.id.as_str()).collect()
+        }
+        [
+            ids(&self.added),
             self.removed.iter().map(String::as_str).collect(),
-            self.changed.iter().map(|c| c.id.as_str()).collect(),
-        )
+            ids(&self.changed),
+            ids(&self.retargeted),
+        ]
     }
 }
 
@@ -124,10 +136,42 @@ mod tests {
             "",
         );
         let plan = Plan::new(&old, &new, &files, &files);
-        assert_eq!(plan.summary(), (vec!["c"], vec!["a"], vec!["b"]));
+        let none: Vec<&str> = Vec::new();
+        assert_eq!(plan.summary(), [vec!["c"], vec!["a"], vec!["b"], none]);
         assert!(!plan.model);
         assert!(plan.restart_needed.is_empty());
         assert!(Plan::new(&old, &old, &files, &files).is_empty());
+    }
+
+    #[test]
+    fn new_regions_alone_keep_the_source_open_and_a_new_source_does_not() {
+        let files = ModelFiles {
+            model: None,
+            labels: None,
+        };
+        let old = config(TWO, "");
+        let region = "[[camera.region]]\nname = \"door\"\nrect = [0, 0, 64, 64]\n";
+        // b gets a region; a's whole frame is switched off for a region.
+        let new = config(
+            &format!(
+                "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/a\"\nfull_frame = false\n{region}\
+                 [[camera]]\nid = \"b\"\nsource = \"rtsp://h/b\"\nfps = 2\n{region}"
+            ),
+            "",
+        );
+        let plan = Plan::new(&old, &new, &files, &files);
+        let none: Vec<&str> = Vec::new();
+        assert_eq!(
+            plan.summary(),
+            [none.clone(), none.clone(), none, vec!["a", "b"]]
+        );
+        assert!(!plan.is_empty());
+        // A region and another fps: the camera starts again.
+        let both = config(
+            &format!("[[camera]]\nid = \"b\"\nsource = \"rtsp://h/b\"\nfps = 3\n{region}"),
+            "",
+        );
+        assert_eq!(Plan::new(&new, &both, &files, &files).changed.len(), 1);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Which frames to classify for a camera's `fps`: on the file's own timeline, or the clock
-//! for a live source.
+//! Which frames to classify for a camera's or a region's `fps`: on the file's own
+//! timeline, or the clock for a live source.
 
 /// Decides which frames to classify for a target rate.
 #[derive(Debug, Clone)]
@@ -17,17 +17,22 @@ impl FpsGate {
         }
     }
 
+    /// Would the frame at time `t` be admitted? (See [`FpsGate::admit`].)
+    pub fn due(&self, t: f64, slack: f64) -> bool {
+        // A microsecond more absorbs rounding in frame timestamps.
+        self.interval.is_none() || t + slack + 1e-6 >= self.next_due
+    }
+
     /// Should the frame at time `t` (seconds, non-decreasing) be classified? It may come
     /// up to `slack` seconds early (keyframes arrive with jitter); the schedule itself
     /// does not move, so the long-run rate stays `fps`.
     pub fn admit(&mut self, t: f64, slack: f64) -> bool {
+        if !self.due(t, slack) {
+            return false;
+        }
         let Some(interval) = self.interval else {
             return true;
         };
-        // A microsecond more absorbs rounding in frame timestamps.
-        if t + slack + 1e-6 < self.next_due {
-            return false;
-        }
         self.next_due += interval;
         if self.next_due <= t {
             // After a gap, restart the schedule rather than bursting to catch up.
