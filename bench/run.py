@@ -608,6 +608,40 @@ def section_decode(a, ctx) -> dict:
     return out
 
 
+REGIONS = [("left", [0, 0, 640, 720], "crop"), ("right", [640, 0, 640, 720], "pad"),
+           ("middle", [320, 180, 640, 360], "stretch"), ("bottom", [0, 360, 1280, 360], "crop")]
+
+
+def section_regions(a, ctx) -> dict:
+    """One camera on the clip, unpaced, with the whole frame and 0, 1, 2, 4 regions (the
+    fits alternate): wall time per frame and per inference, and what each added region
+    costs, side by side in one run."""
+    out = {}
+    for k in a.region_counts:
+        tables = "".join(f'\n[[camera.region]]\nname = "{n}"\nrect = {json.dumps(r)}\nfit = "{f}"\n'
+                         for n, r, f in REGIONS[:k])
+        runs = []
+        for i in range(a.repeats):
+            log(f"regions: whole frame + {k} region(s) on {a.clip.name} ({i + 1}/{a.repeats})")
+            cfg = daemon_config(ctx["broker"].port, a.model, a.threads, a.preset,
+                                [("c", str(a.clip), {"fps": 0})]) + tables
+            r = run_daemon(ctx["work"], cfg)
+            c = r["cameras"]["c"]
+            runs.append({"frame_ms": r["elapsed_s"] * 1e3 / c["frames"],
+                         "inputs_per_frame": c["published"] / c["frames"],
+                         "preprocess_ms": c["preprocess_ms"], "inference_ms": c["inference_ms"],
+                         "rss_peak_mb": r["rss"]["peak_mb"]})
+        out[str(k)] = {key: med([x[key] for x in runs]) for key in runs[0]}
+    base = out.get("0")
+    if base:
+        for k, x in out.items():
+            if k != "0":
+                n = int(k)
+                x["added_ms_per_region"] = (x["frame_ms"]["median"] - base["frame_ms"]["median"]) / n
+                x["ratio_to_whole_frame"] = x["frame_ms"]["median"] / base["frame_ms"]["median"]
+    return out
+
+
 def section_int8(a, ctx) -> dict:
     sys.path.insert(0, str(ROOT / "scripts/gen"))
     sys.dont_write_bytecode = True  # no scripts/gen/__pycache__ in the tree
@@ -641,7 +675,8 @@ def section_int8(a, ctx) -> dict:
 
 SECTIONS = {"bare": section_bare, "e2e": section_e2e, "latency": section_latency,
             "baseline": section_baseline, "threads": section_threads,
-            "cameras": section_cameras, "decode": section_decode, "int8": section_int8}
+            "cameras": section_cameras, "decode": section_decode, "regions": section_regions,
+            "int8": section_int8}
 
 
 # ---- report -----------------------------------------------------------------------------
@@ -759,6 +794,17 @@ def report(r: dict) -> str:
                          f"{v['demand_fps']:.0f} | {v['classified_fps']:.1f} | "
                          f"{min(pc):.1f}–{max(pc):.1f} | ±{v['fairness_max_dev']:.1%}{started} | "
                          f"{ms} | {cores} | {server} |")
+    if "regions" in s:
+        lines += ["", "| regions (+ whole frame) | inputs per frame | ms per frame | "
+                  "× whole frame only | added ms per region | preprocess ms per input | "
+                  "inference ms per input | RSS peak MB |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for k, v in s["regions"].items():
+            added = f"{v['added_ms_per_region']:.1f}" if "added_ms_per_region" in v else "–"
+            ratio = f"{v['ratio_to_whole_frame']:.2f}" if "ratio_to_whole_frame" in v else "1.00"
+            lines.append(f"| {k} | {v['inputs_per_frame']['median']:.0f} | {fmt(v['frame_ms'])} | "
+                         f"{ratio} | {added} | {fmt(v['preprocess_ms'], 2)} | "
+                         f"{fmt(v['inference_ms'])} | {fmt(v['rss_peak_mb'], 0)} |")
     return "\n".join(lines)
 
 
@@ -780,6 +826,7 @@ def main() -> int:
     ap.add_argument("--decode-counts", default=None, help="decode section, 1080p cameras: e.g. 1,4,8,16,24,32")
     ap.add_argument("--decode-counts-360", default=None, help="decode section, 360p cameras: e.g. 16,32,64")
     ap.add_argument("--decode-modes", default="all,keyframes,auto", help="decode section: decode values")
+    ap.add_argument("--region-counts", default="0,1,2,4", help="regions section: regions per frame")
     ap.add_argument("--report", metavar="JSON", help="print the table of a saved run and exit")
     a = ap.parse_args()
     if a.report:
@@ -799,6 +846,7 @@ def main() -> int:
     a.decode_counts_360 = [int(x) for x in (a.decode_counts_360 or
                                             ("16" if a.quick else "16,32,64")).split(",") if x]
     a.decode_modes = a.decode_modes.split(",")
+    a.region_counts = [int(x) for x in a.region_counts.split(",")]
     sections = [x for x in a.sections.split(",") if x]
     unknown = set(sections) - set(SECTIONS)
     if unknown:

@@ -68,12 +68,16 @@ fn invalid_regions_name_their_fields_and_exit_64() {
                 + &region("door", "rect = [0, 0, 64, 64]")
                 + &region("drive", "rect = [10, 10, 0, 50]")
                 + &region("door", "rect = [0, 0, 8, 8]")
-                + &region("bad name", "rect = [0, 0, 8, 8]\nfps = 5"),
+                + &region("bad name", "rect = [0, 0, 8, 8]\nfps = 5")
+                + &region("both", "rect = [0, 0, 8, 8]\nrect_fraction = [0, 0, 1, 1]")
+                + &region("wide", "rect_fraction = [0.5, 0, 0.75, 1]"),
             vec![
                 "camera[0].region[1].rect: [10, 10, 0, 50] must be [x, y, width, height]",
                 r#"camera[0].region[2].name: duplicate "door" in this camera"#,
                 "camera[0].region[3].name:",
                 "camera[0].region[3].fps: 5 must be above 0 and at most the camera's fps (2)",
+                "camera[0].region[4].rect_fraction: give rect or rect_fraction, not both",
+                "camera[0].region[5].rect_fraction: [0.5, 0.0, 0.75, 1.0] must be",
             ],
         ),
         (

@@ -45,6 +45,21 @@ fn assert_complete_in_order(msgs: &[Value], n: u64) -> usize {
     seqs.len() - unique.len()
 }
 
+/// Waits for a daemon on photos.mp4 that lost its broker to exit 0 (everything confirmed);
+/// returns the messages it published: all 120 frames (a real-time file loses none).
+fn delivered_after_the_loss(d: &mut Daemon) -> u64 {
+    let status = d.wait();
+    let log = d.stderr();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("lost MQTT broker"), "{log}");
+    let n = d.total("cam", "published");
+    assert_eq!(
+        n, 120,
+        "a real-time file source classifies every frame:\n{log}"
+    );
+    n
+}
+
 fn statuses(sub: &Subscriber, topic: &str) -> Vec<String> {
     sub.on(topic)
         .iter()
@@ -89,12 +104,7 @@ fn broker_outage_mid_stream_loses_nothing_at_qos1() {
     let up = std::time::SystemTime::now();
     broker.restart();
 
-    let status = d.wait();
-    let log = d.stderr();
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("lost MQTT broker"), "{log}");
-    let n = d.total("cam", "published");
-    assert_eq!(n, 120, "a real-time file source classifies every frame");
+    let n = delivered_after_the_loss(&mut d);
     // The daemon exited after the broker confirmed everything: delivery is imminent.
     sub.wait_until(
         Duration::from_secs(30),
@@ -163,12 +173,7 @@ fn broker_crash_with_messages_in_flight_loses_nothing() {
     broker.kill();
     broker.restart();
 
-    let status = d.wait();
-    let log = d.stderr();
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("lost MQTT broker"), "{log}");
-    let n = d.total("cam", "published");
-    assert_eq!(n, 120, "{log}");
+    let n = delivered_after_the_loss(&mut d);
     sub.wait_until(PATIENCE, at_least("crash/cam/labels", n as usize));
     let msgs = labels(&sub, "crash/cam/labels");
     let dups = assert_complete_in_order(&msgs, n);

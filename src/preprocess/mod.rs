@@ -28,7 +28,7 @@ use opencv::prelude::*;
 
 pub use config::{PreprocessConfig, RawPreprocess};
 pub use preset::{ChannelOrder, Normalize, Preset, ResizeMode, IMAGENET_MEAN, IMAGENET_STD};
-pub use region::{Fit, Rect, RegionPlan};
+pub use region::{Fit, Place, Rect, RegionPlan};
 pub use region_config::{check_regions, RawRegion, RegionConfig};
 pub use resample::Interpolation;
 use resample::{Resampler, View, Window};

@@ -65,6 +65,39 @@ impl Rect {
     }
 }
 
+/// Where a region is: in pixels, or in fractions of the frame (`[x, y, width, height]`,
+/// each 0..1), resolved once the frame's size is known.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Place {
+    Pixels(Rect),
+    Fraction([f64; 4]),
+}
+
+impl Place {
+    /// The region in pixels of a `width`×`height` frame. A fraction's edges are rounded
+    /// to the nearest pixel (halves up: `floor(f × size + 0.5)`), clamped to the frame,
+    /// and the region is at least one pixel wide and high.
+    pub fn resolve(&self, width: u32, height: u32) -> Rect {
+        let [fx, fy, fw, fh] = match self {
+            Place::Pixels(r) => return *r,
+            Place::Fraction(f) => *f,
+        };
+        let edges = |f0: f64, f1: f64, size: u32| {
+            let at = |f: f64| ((f * f64::from(size) + 0.5).floor().max(0.0) as u32).min(size);
+            let start = at(f0).min(size.saturating_sub(1));
+            (start, at(f1).max(start + 1) - start)
+        };
+        let (x, w) = edges(fx, fx + fw, width);
+        let (y, h) = edges(fy, fy + fh, height);
+        Rect {
+            x,
+            y,
+            width: w,
+            height: h,
+        }
+    }
+}
+
 /// Where a letterboxed image lies on its square canvas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Canvas {
@@ -376,5 +409,34 @@ mod tests {
         assert_eq!(px(0, 2), &[7, 8, 9]);
         assert_eq!(px(3, 3), &[7, 8, 9]);
         assert_eq!(px(1, 1), &[7, 8, 9]);
+    }
+
+    #[test]
+    fn a_fraction_of_the_frame_resolves_to_whole_pixels_inside_it() {
+        let px = |x, y, width, height| Rect {
+            x,
+            y,
+            width,
+            height,
+        };
+        // The right half of a 1280x720 frame, and of a 640x360 sub-stream.
+        let right = Place::Fraction([0.5, 0.0, 0.5, 1.0]);
+        assert_eq!(right.resolve(1280, 720), px(640, 0, 640, 720));
+        assert_eq!(right.resolve(640, 360), px(320, 0, 320, 360));
+        // Edges round to the nearest pixel, halves up: 0.25 × 641 = 160.25 → 160,
+        // 0.75 × 641 = 480.75 → 481; 1/3 × 301 = 100.33 → 100.
+        let odd = Place::Fraction([0.25, 1.0 / 3.0, 0.5, 1.0 / 3.0]);
+        assert_eq!(odd.resolve(641, 301), px(160, 100, 321, 101));
+        // A sliver stays one pixel wide; the far edge stays inside the frame.
+        assert_eq!(
+            Place::Fraction([0.999, 0.0, 0.001, 1.0]).resolve(100, 10),
+            px(99, 0, 1, 10)
+        );
+        let pixels = px(3, 4, 5, 6);
+        assert_eq!(
+            Place::Pixels(pixels).resolve(1, 1),
+            pixels,
+            "pixels are as written"
+        );
     }
 }

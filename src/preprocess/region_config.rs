@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::region::{Fit, Rect};
+use super::region::{Fit, Place, Rect};
 use crate::problems::Problems;
 
 /// One `[[camera.region]]`.
@@ -14,8 +14,10 @@ use crate::problems::Problems;
 pub struct RawRegion {
     /// Used in topics: `[A-Za-z0-9_-]+`, unique within its camera.
     pub name: String,
-    /// `[x, y, width, height]` in source pixels.
-    pub rect: Vec<i64>,
+    /// `[x, y, width, height]` in source pixels ...
+    pub rect: Option<Vec<i64>>,
+    /// ... or in fractions of the frame, each 0..1 (one of the two).
+    pub rect_fraction: Option<Vec<f64>>,
     /// How the region is fit to the model's square input.
     #[serde(default)]
     pub fit: Fit,
@@ -29,7 +31,7 @@ pub struct RawRegion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionConfig {
     pub name: String,
-    pub rect: Rect,
+    pub rect: Place,
     pub fit: Fit,
     /// `pad` only; `None` = the preset's mean.
     pub pad_rgb: Option<[u8; 3]>,
@@ -46,30 +48,12 @@ impl RawRegion {
     pub fn check(self, at: &str, camera_fps: f64, p: &mut Problems) -> Option<RegionConfig> {
         let field = |name: &str| format!("{at}.{name}");
         let mut ok = p.name(&field("name"), &self.name);
-        let rect = match self.rect[..] {
-            [x, y, w, h]
-                if [x, y].iter().all(|v| (0..MAX_PIXELS).contains(v))
-                    && [w, h].iter().all(|v| (1..=MAX_PIXELS).contains(v)) =>
-            {
-                Some(Rect {
-                    x: x as u32,
-                    y: y as u32,
-                    width: w as u32,
-                    height: h as u32,
-                })
-            }
-            _ => {
-                p.add(
-                    field("rect"),
-                    format!(
-                        "{:?} must be [x, y, width, height] in pixels: x and y from 0, \
-                         width and height from 1, each below {MAX_PIXELS}",
-                        self.rect
-                    ),
-                );
-                None
-            }
-        };
+        let rect = place(
+            self.rect.as_deref(),
+            self.rect_fraction.as_deref(),
+            &field,
+            p,
+        );
         let pad_rgb = match (&self.pad_color, self.fit) {
             (None, _) => None,
             (Some(_), fit) if fit != Fit::Pad => {
@@ -118,6 +102,74 @@ impl RawRegion {
     }
 }
 
+/// The region's place from `rect` or `rect_fraction` (exactly one), or why not.
+fn place(
+    rect: Option<&[i64]>,
+    fraction: Option<&[f64]>,
+    field: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> Option<Place> {
+    match (rect, fraction) {
+        (Some(&[x, y, w, h]), None)
+            if [x, y].iter().all(|v| (0..MAX_PIXELS).contains(v))
+                && [w, h].iter().all(|v| (1..=MAX_PIXELS).contains(v)) =>
+        {
+            Some(Place::Pixels(Rect {
+                x: x as u32,
+                y: y as u32,
+                width: w as u32,
+                height: h as u32,
+            }))
+        }
+        (Some(r), None) => {
+            p.add(
+                field("rect"),
+                format!(
+                    "{r:?} must be [x, y, width, height] in pixels: x and y from 0, \
+                     width and height from 1, each below {MAX_PIXELS}"
+                ),
+            );
+            None
+        }
+        (None, Some(&[x, y, w, h]))
+            if [x, y, w, h].iter().all(|v| v.is_finite())
+                && (0.0..1.0).contains(&x)
+                && (0.0..1.0).contains(&y)
+                && w > 0.0
+                && h > 0.0
+                && x + w <= 1.0 + 1e-9
+                && y + h <= 1.0 + 1e-9 =>
+        {
+            Some(Place::Fraction([x, y, w, h]))
+        }
+        (None, Some(f)) => {
+            p.add(
+                field("rect_fraction"),
+                format!(
+                    "{f:?} must be [x, y, width, height] as fractions of the frame: x and y \
+                     from 0 (below 1), width and height above 0, x + width and y + height \
+                     at most 1"
+                ),
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            p.add(
+                field("rect_fraction"),
+                "give rect or rect_fraction, not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.add(
+                field("rect"),
+                "missing: [x, y, width, height] in pixels (or rect_fraction)",
+            );
+            None
+        }
+    }
+}
+
 /// Checks camera `camera`'s regions (its `fps` is `camera_fps`); names must be unique
 /// within the camera. Returns the valid ones.
 pub fn check_regions(
@@ -152,7 +204,8 @@ mod tests {
     fn raw(name: &str, rect: &[i64]) -> RawRegion {
         RawRegion {
             name: name.into(),
-            rect: rect.to_vec(),
+            rect: Some(rect.to_vec()),
+            rect_fraction: None,
             fit: Fit::Crop,
             pad_color: None,
             fps: None,
@@ -177,12 +230,12 @@ mod tests {
             ok,
             vec![RegionConfig {
                 name: "driveway".into(),
-                rect: Rect {
+                rect: Place::Pixels(Rect {
                     x: 640,
                     y: 0,
                     width: 640,
                     height: 720
-                },
+                }),
                 fit: Fit::Pad,
                 pad_rgb: Some([0, 128, 255]),
                 fps: Some(1.0),
@@ -208,6 +261,19 @@ mod tests {
                 too_fast,
                 raw("short", &[1, 2, 3]),
                 raw("negative", &[-1, 0, 5, 5]),
+                RawRegion {
+                    rect: None,
+                    rect_fraction: Some(vec![0.5, 0.0, 0.6, 1.0]),
+                    ..raw("wide", &[])
+                },
+                RawRegion {
+                    rect_fraction: Some(vec![0.0, 0.0, 1.0, 1.0]),
+                    ..raw("both", &[0, 0, 1, 1])
+                },
+                RawRegion {
+                    rect: None,
+                    ..raw("neither", &[])
+                },
             ],
             2.0,
         );
@@ -220,6 +286,9 @@ mod tests {
             "camera[2].region[4].fps: 3 must be above 0 and at most the camera's fps (2)",
             "camera[2].region[5].rect: [1, 2, 3] must be",
             "camera[2].region[6].rect: [-1, 0, 5, 5] must be",
+            "camera[2].region[7].rect_fraction: [0.5, 0.0, 0.6, 1.0] must be",
+            "camera[2].region[8].rect_fraction: give rect or rect_fraction, not both",
+            "camera[2].region[9].rect: missing",
         ];
         assert_eq!(errs.len(), expect.len(), "{errs:?}");
         for (e, want) in errs.iter().zip(expect) {

@@ -159,7 +159,7 @@ impl Targets {
             let c = &r.config;
             let pad = c.pad_rgb.unwrap_or_else(|| spec.normalize.mean_rgb());
             let plan = spec
-                .plan_region(c.rect, c.fit, pad, width, height)
+                .plan_region(c.rect.resolve(width, height), c.fit, pad, width, height)
                 .map_err(|e| e.to_string());
             if let Err(e) = &plan {
                 errors.push((r.name.clone(), e.clone()));

@@ -140,6 +140,17 @@ impl Broker {
     /// A broker that keeps sessions across restarts (stopped with SIGTERM it saves them),
     /// so a persistent subscriber misses nothing while it is down.
     pub fn start_persistent() -> Broker {
+        Broker::persisting(0)
+    }
+
+    /// A broker that also saves its sessions every second, so a persistent subscriber's
+    /// session survives a crash (`kill`) once [`Broker::wait_saved_since`] has seen it saved.
+    pub fn start_autosaving() -> Broker {
+        Broker::persisting(1)
+    }
+
+    /// A persistent broker saving every `autosave_s` seconds (0: only when stopped).
+    fn persisting(autosave_s: u32) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
         // mosquitto started as root drops to its own user, which must be able to write
         // the database there.
@@ -149,23 +160,7 @@ impl Broker {
         )
         .expect("chmod");
         let extra = format!(
-            "persistence true\npersistence_location {}/\nautosave_interval 0\n",
-            dir.path().display()
-        );
-        Broker::started(dir, extra)
-    }
-
-    /// A broker that saves its sessions every second, so a persistent subscriber's session
-    /// survives a crash (`kill`) once [`Broker::wait_saved_since`] has seen it saved.
-    pub fn start_autosaving() -> Broker {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .expect("chmod");
-        let extra = format!(
-            "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+            "persistence true\npersistence_location {}/\nautosave_interval {autosave_s}\n",
             dir.path().display()
         );
         Broker::started(dir, extra)

@@ -11,6 +11,7 @@ Writes each case's S×S RGB bytes to its "out" and prints one JSON line per case
 input_rect (the part of the frame the model sees, in frame pixels).
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -61,10 +62,28 @@ def pad_fit(img, case):
     return canvas, (0, 0, w, h)
 
 
+def resolve_fraction(fraction, width, height):
+    """[x, y, w, h] fractions of a width×height frame -> pixels: each edge at
+    floor(f * size + 0.5), clamped to the frame, at least one pixel wide and high."""
+    def edges(f0, f1, size):
+        def at(f):
+            return min(max(math.floor(f * size + 0.5), 0), size)
+        start = min(at(f0), size - 1)
+        return start, max(at(f1), start + 1) - start
+    fx, fy, fw, fh = fraction
+    x, w = edges(fx, fx + fw, width)
+    y, h = edges(fy, fy + fh, height)
+    return [x, y, w, h]
+
+
 def fit_region(frame, case):
-    """Cuts case["rect"] out of the RGB image `frame` and fits it: returns the S×S image
-    and the input_rect (what the model sees, in frame pixels)."""
-    x, y, w, h = case["rect"]
+    """Cuts case["rect"] (or case["rect_fraction"] of the frame) out of the RGB image
+    `frame` and fits it: returns the S×S image and the input_rect (what the model sees, in
+    frame pixels)."""
+    if "rect_fraction" in case:
+        x, y, w, h = resolve_fraction(case["rect_fraction"], *frame.size)
+    else:
+        x, y, w, h = case["rect"]
     region = frame.crop((x, y, x + w, y + h))
     if case["fit"] == "crop":
         out, (ix, iy, iw, ih) = crop_fit(region, case)
