@@ -27,16 +27,20 @@ pub enum CameraState {
     Failed,
     /// A file source reached its end.
     Finished,
+    /// The daemon stopped (SIGTERM): published as the camera's last state, before
+    /// `offline`, so no subscriber reads a stopped camera as streaming.
+    Stopped,
 }
 
 impl CameraState {
-    pub const ALL: [CameraState; 6] = [
+    pub const ALL: [CameraState; 7] = [
         CameraState::Starting,
         CameraState::Streaming,
         CameraState::Reconnecting,
         CameraState::Stalled,
         CameraState::Failed,
         CameraState::Finished,
+        CameraState::Stopped,
     ];
 
     /// The state's name in payloads, metrics labels and the admin listener.
@@ -48,6 +52,7 @@ impl CameraState {
             CameraState::Stalled => "stalled",
             CameraState::Failed => "failed",
             CameraState::Finished => "finished",
+            CameraState::Stopped => "stopped",
         }
     }
 }
@@ -365,7 +370,8 @@ mod tests {
                 "reconnecting",
                 "stalled",
                 "failed",
-                "finished"
+                "finished",
+                "stopped"
             ]
         );
     }

@@ -80,7 +80,7 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
     let sub = Subscriber::connect(broker.port, "#");
     let cfg = config(broker.port, "ha", &[("porch", &server.url(""), 2.0)], "")
         + "\n[[camera.region]]\nname = \"steps\"\nrect = [0, 180, 320, 180]\n"
-        + "\n[homeassistant]\nnode_id = \"garage box\"\n";
+        + "\n[homeassistant]\nnode_id = \"garage box\"\nattributes_interval_s = 3600\n";
     let mut d = Daemon::start(&cfg);
     let configs = |m: &[common::Message]| {
         m.iter()
@@ -134,6 +134,12 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
             topics.contains(state),
             "{topic}: state_topic {state} never published"
         );
+        if let Some(attributes) = v["json_attributes_topic"].as_str() {
+            assert!(
+                topics.contains(attributes),
+                "{topic}: {attributes} never published"
+            );
+        }
         assert_eq!(v["availability_topic"], "ha/status");
         assert!(unique.insert(v["unique_id"].as_str().expect("unique_id").to_owned()));
     }
@@ -142,8 +148,27 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
         .find(|(t, _)| t.ends_with("porch_label/config"))
         .expect("label sensor")
         .1;
-    assert_eq!(label["value_template"], "{{ value_json.top5[0].label }}");
-    assert_eq!(label["json_attributes_topic"], "ha/porch/labels");
+    assert_eq!(label["value_template"], "{{ value_json.label }}");
+    assert_eq!(label["state_topic"], "ha/porch/label");
+    assert_eq!(label["json_attributes_topic"], "ha/porch/top5");
+    // Entity ids as a user expects them, and a device name that says "streamclassd" once.
+    for (suffix, entity) in [
+        ("porch_label/config", "sensor.porch_label"),
+        ("porch_status/config", "sensor.porch_status"),
+        (
+            "porch_region_steps_label/config",
+            "sensor.porch_region_steps_label",
+        ),
+    ] {
+        let v = &found
+            .iter()
+            .find(|(t, _)| t.ends_with(suffix))
+            .expect(suffix)
+            .1;
+        assert_eq!(v["default_entity_id"], entity, "{v}");
+        assert_eq!(v["object_id"], &entity["sensor.".len()..], "{v}");
+        assert_eq!(v["device"]["name"], "streamclassd garage_box", "{v}");
+    }
 
     // Home Assistant restarts and announces itself: discovery is published again.
     let before = configs(&sub.messages());
@@ -153,9 +178,36 @@ fn discovery_configs_are_valid_and_reannounced_when_home_assistant_restarts() {
         "not re-announced:\n{}",
         d.stderr()
     );
+    // Enough frames that a label sensor fed every frame would have churned.
+    assert!(sub.wait_until(PATIENCE, common::at_least("ha/porch/labels", 6)));
     d.signal("TERM");
     let status = d.wait();
     assert_eq!(status.code(), Some(0), "{}", d.stderr());
+
+    // No state churn: the label entity's state changes only when the top-1 does, and its
+    // attributes were sent once in the run (attributes_interval_s = 3600), however many
+    // frames were classified.
+    assert!(sub.wait_until(PATIENCE, |m| m.iter().any(|m| m.payload == b"offline")));
+    let frames = common::labels(&sub, "ha/porch/labels");
+    let mut changes = Vec::new();
+    for f in &frames {
+        let top1 = f["top5"][0]["index"].as_u64();
+        if changes.last().map(|(c, _)| *c) != Some(top1) {
+            changes.push((top1, f["frame"].as_u64()));
+        }
+    }
+    let states: Vec<(Option<u64>, Option<u64>)> = common::labels(&sub, "ha/porch/label")
+        .iter()
+        .map(|v| (v["index"].as_u64(), v["frame"].as_u64()))
+        .collect();
+    assert_eq!(states, changes, "{} frames", frames.len());
+    let distinct: HashSet<Vec<u8>> = sub
+        .on("ha/porch/top5")
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(distinct.len(), 1, "{} frames", frames.len());
+    assert!(frames.len() >= 6);
 }
 
 #[test]
@@ -198,6 +250,8 @@ fn a_reload_announces_added_cameras_and_withdraws_removed_ones() {
         "homeassistant/sensor/box/yard_label/config",
         "homeassistant/sensor/box/yard_status/config",
         "ha/yard/status",
+        "ha/yard/label",
+        "ha/yard/top5",
     ] {
         assert!(retained.contains(t), "{t} not retained: {retained:?}");
     }
@@ -205,6 +259,8 @@ fn a_reload_announces_added_cameras_and_withdraws_removed_ones() {
         porch,
         "homeassistant/sensor/box/porch_status/config",
         "ha/porch/status",
+        "ha/porch/label",
+        "ha/porch/top5",
     ] {
         assert!(!retained.contains(t), "{t} still retained after removal");
     }

@@ -1,4 +1,5 @@
-//! A live RTSP source, served by a real RTSP server (GStreamer) on loopback.
+//! A live RTSP source, served by a real RTSP server (GStreamer) on loopback, classified
+//! live and stopped cleanly (its last state `stopped`, before `offline`).
 
 mod common;
 
@@ -40,6 +41,20 @@ fn rtsp_stream_is_classified_live_and_drains_on_sigterm() {
         // Every frame skipped by the live source is accounted for in `dropped`.
         assert!(m["dropped"].as_u64().expect("dropped") <= frame);
     }
+    // The camera's last retained state says it stopped, before the daemon's `offline`.
+    let all = sub.messages();
+    let position = |pred: &dyn Fn(&common::Message) -> bool| all.iter().rposition(pred);
+    let stopped = position(&|m| m.topic == "live/street/status" && m.json()["state"] == "stopped");
+    let offline = position(&|m| m.topic == "live/status" && m.payload == b"offline");
+    assert!(
+        stopped.is_some() && stopped < offline,
+        "{stopped:?} {offline:?}:\n{log}"
+    );
+    let last = sub
+        .on("live/street/status")
+        .last()
+        .map(|m| m.json()["state"].clone());
+    assert_eq!(last, Some("stopped".into()));
     assert!(!log.contains("s3cretPW"), "password leaked:\n{log}");
     assert!(log.contains("rtsp://viewer:***@127.0.0.1"), "{log}");
 }

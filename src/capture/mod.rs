@@ -166,6 +166,17 @@ impl Capture {
     /// The capture thread. Runs until the file ends, shutdown is requested, or the
     /// pipeline behind it goes away.
     pub fn run(self, sink: FrameSink) -> CaptureEnd {
+        let end = self.capture(sink);
+        // The daemon stops: the camera's last state says so (a reload that stops one
+        // camera to start it again, or removes it, does not).
+        if matches!(end, CaptureEnd::Stopped { .. }) && self.cancel.load(Ordering::Relaxed) {
+            self.state(CameraState::Stopped, None);
+        }
+        end
+    }
+
+    /// Opens and reads the source, reopening a live one, until it ends or is cancelled.
+    fn capture(&self, sink: FrameSink) -> CaptureEnd {
         let live = self.source().is_live();
         let mut p = Progress::new(&self.config);
         while !self.cancelled() {

@@ -153,6 +153,7 @@ fn discovery(cfg: &Config) -> Option<Discovery> {
         node_id: ha.node_id.clone(),
         topic_prefix: cfg.mqtt.topic_prefix.clone(),
         model: cfg.model.name.clone(),
+        attributes_interval: ha.attributes_interval,
         cameras: Vec::new(),
         regions: cfg
             .cameras

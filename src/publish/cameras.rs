@@ -17,7 +17,10 @@ pub(super) struct Stream {
     pub(super) key: String,
     pub(super) labels_topic: String,
     pub(super) seq: u64,
+    /// With `label_hold`, or Home Assistant (whose label sensor follows it: hold 1).
     pub(super) debouncer: Option<debounce::Debouncer>,
+    /// When `{stream}/top5` was last published (Home Assistant only).
+    pub(super) top5_at: Option<Instant>,
 }
 
 impl Publisher {
@@ -29,7 +32,9 @@ impl Publisher {
             debouncer: self
                 .mqtt
                 .label_debounce
+                .or(self.ha_attributes.map(|_| (1, 1)))
                 .map(|(hold, window)| debounce::Debouncer::new(hold, window)),
+            top5_at: None,
             key,
         }
     }
@@ -125,8 +130,13 @@ impl Publisher {
                 tracing::info!(camera = %cam.id, "camera removed: clearing its retained topics");
                 let mut topics = vec![self.topics.camera_status(&cam.id)];
                 let streams = std::iter::once(&cam.whole).chain(cam.regions.values());
-                for stream in streams.filter(|s| s.debouncer.is_some()) {
-                    topics.push(self.topics.label(&stream.key));
+                for stream in streams {
+                    if stream.debouncer.is_some() {
+                        topics.push(self.topics.label(&stream.key));
+                    }
+                    if stream.top5_at.is_some() {
+                        topics.push(self.topics.top5(&stream.key));
+                    }
                 }
                 if let Some(d) = discovery.as_mut() {
                     d.cameras.retain(|c| c != cam.id.as_ref());

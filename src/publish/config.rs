@@ -139,6 +139,13 @@ pub struct RawHomeAssistant {
     /// Node id in discovery topics and unique ids; default: the MQTT client id.
     #[serde(default)]
     pub node_id: Option<String>,
+    /// Shortest time between two refreshes of a label sensor's top-5 attributes.
+    #[serde(default = "default_attributes_interval")]
+    pub attributes_interval_s: f64,
+}
+
+fn default_attributes_interval() -> f64 {
+    5.0
 }
 
 fn yes() -> bool {
@@ -231,6 +238,8 @@ pub struct HomeAssistantConfig {
     pub discovery_prefix: String,
     /// Node id in discovery topics (already reduced to what Home Assistant accepts).
     pub node_id: String,
+    /// Shortest time between two `{stream}/top5` messages (the label sensors' attributes).
+    pub attributes_interval: Duration,
 }
 
 impl RawMqtt {
@@ -416,9 +425,16 @@ impl RawHomeAssistant {
             );
         }
         let node = self.node_id.unwrap_or_else(|| client_id.to_owned());
+        let attributes_interval = p.seconds(
+            "homeassistant.attributes_interval_s",
+            self.attributes_interval_s,
+            0.1,
+            86400.0,
+        )?;
         Some(HomeAssistantConfig {
             discovery_prefix: self.discovery_prefix,
             node_id: super::homeassistant::node_id(&node),
+            attributes_interval,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! Home Assistant MQTT discovery: per camera, a sensor whose state is the top-1 label (the
-//! top-5 as attributes) and a sensor for the camera's status, and a label sensor per region
+//! Home Assistant MQTT discovery: per camera, a sensor whose state is the debounced top-1
+//! label (the top-5 as attributes, refreshed at most every few seconds) and a sensor for
+//! the camera's status, and a label sensor per region
 //! (announced when the region is first classified), grouped under one device, available
 //! while `{prefix}/status` is `online`. Announced (retained) on every connection
 //! and again whenever Home Assistant publishes `online` on `{discovery_prefix}/status`.
@@ -16,6 +17,8 @@ pub struct Discovery {
     pub node_id: String,
     pub topic_prefix: String,
     pub model: String,
+    /// Shortest time between two refreshes of a label sensor's attributes.
+    pub attributes_interval: std::time::Duration,
     pub cameras: Vec<String>,
     /// (camera, region) of every region classified so far.
     pub regions: Vec<(String, String)>,
@@ -37,7 +40,7 @@ impl Discovery {
     fn device(&self) -> Value {
         json!({
             "identifiers": [format!("streamclassd_{}", self.node_id)],
-            "name": format!("streamclassd {}", self.node_id),
+            "name": device_name(&self.node_id),
             "manufacturer": "streamclassd",
             "model": self.model,
             "sw_version": env!("CARGO_PKG_VERSION"),
@@ -71,14 +74,21 @@ impl Discovery {
             .collect()
     }
 
-    /// A label sensor named `name` for the label messages on `state_topic`.
-    fn label_sensor(&self, name: String, object: &str, state_topic: String) -> Value {
+    /// A label sensor named `name` for the stream `stream` (a camera, or a region's
+    /// [`topics::stream`]): its state the debounced label (retained, changing only when the
+    /// label does), its attributes the top-5, refreshed at most every
+    /// `attributes_interval`, so Home Assistant records a change per label, not per frame.
+    fn label_sensor(&self, name: String, object: &str, stream: &str) -> Value {
+        let ours = self.topics().0;
+        let object = format!("{object}_label");
         json!({
             "name": name,
-            "unique_id": format!("streamclassd_{}_{object}_label", self.node_id),
-            "state_topic": state_topic,
-            "value_template": "{{ value_json.top5[0].label }}",
-            "json_attributes_topic": state_topic,
+            "unique_id": format!("streamclassd_{}_{object}", self.node_id),
+            "object_id": entity_object(&object),
+            "default_entity_id": format!("sensor.{}", entity_object(&object)),
+            "state_topic": ours.label(stream),
+            "value_template": "{{ value_json.label }}",
+            "json_attributes_topic": ours.top5(stream),
             "json_attributes_template": "{{ {'top5': value_json.top5, 'frame': value_json.frame, 'captured_at': value_json.captured_at} | tojson }}",
             "availability_topic": self.topics().0.status(),
             "payload_available": "online",
@@ -91,10 +101,10 @@ impl Discovery {
     /// The retained discovery message of region `region` of camera `cam`: a label sensor
     /// under the same device.
     pub fn region_message(&self, cam: &str, region: &str) -> OutMsg {
-        let (ours, discovery) = self.topics();
+        let discovery = self.topics().1;
         let object = region_object(cam, region);
-        let state = ours.labels(&topics::stream(cam, Some(region)));
-        let config = self.label_sensor(format!("{cam} {region} label"), &object, state);
+        let stream = topics::stream(cam, Some(region));
+        let config = self.label_sensor(format!("{cam} {region} label"), &object, &stream);
         topics::retained(
             discovery.sensor_config(&object, "label"),
             config.to_string().into_bytes(),
@@ -108,10 +118,12 @@ impl Discovery {
         let mut out = Vec::with_capacity(2);
         {
             let status = ours.camera_status(cam);
-            let label_sensor = self.label_sensor(format!("{cam} label"), cam, ours.labels(cam));
+            let label_sensor = self.label_sensor(format!("{cam} label"), cam, cam);
             let status_sensor = json!({
                 "name": format!("{cam} status"),
                 "unique_id": format!("streamclassd_{}_{cam}_status", self.node_id),
+                "object_id": entity_object(&format!("{cam}_status")),
+                "default_entity_id": format!("sensor.{}", entity_object(&format!("{cam}_status"))),
                 "state_topic": status,
                 "value_template": "{{ value_json.state }}",
                 "json_attributes_topic": status,
@@ -130,6 +142,28 @@ impl Discovery {
         }
         out
     }
+}
+
+/// The device's name: `streamclassd <node>`, without repeating `streamclassd` when the
+/// node id already starts with it (the default node id is the MQTT client id,
+/// `streamclassd-<hostname>`).
+fn device_name(node_id: &str) -> String {
+    let rest = node_id
+        .strip_prefix("streamclassd")
+        .map(|r| r.trim_start_matches(['-', '_']))
+        .unwrap_or(node_id);
+    if rest.is_empty() {
+        "streamclassd".to_owned()
+    } else {
+        format!("streamclassd {rest}")
+    }
+}
+
+/// An entity's object id as Home Assistant writes entity ids: lower case, `-` as `_`
+/// (camera ids and region names are `[A-Za-z0-9_-]`), so `front-door` gives
+/// `sensor.front_door_label`.
+fn entity_object(object: &str) -> String {
+    object.to_ascii_lowercase().replace('-', "_")
 }
 
 /// The object id of a region's sensor: `{camera}_region_{name}`.
@@ -161,6 +195,7 @@ mod tests {
             node_id: node_id("streamclassd-garage.lan"),
             topic_prefix: "streamclassd".into(),
             model: "resnet50".into(),
+            attributes_interval: std::time::Duration::from_secs(5),
             cameras: vec!["front".into(), "back".into()],
             regions: vec![("front".into(), "door".into())],
         };
@@ -171,7 +206,11 @@ mod tests {
             "homeassistant/sensor/streamclassd-garage_lan/front_label/config"
         );
         let v: Value = serde_json::from_slice(&msgs[0].payload).expect("json");
-        assert_eq!(v["state_topic"], "streamclassd/front/labels");
+        assert_eq!(v["state_topic"], "streamclassd/front/label");
+        assert_eq!(v["json_attributes_topic"], "streamclassd/front/top5");
+        assert_eq!(v["object_id"], "front_label");
+        assert_eq!(v["default_entity_id"], "sensor.front_label");
+        assert_eq!(v["device"]["name"], "streamclassd garage_lan");
         assert_eq!(v["availability_topic"], "streamclassd/status");
         assert_eq!(
             v["device"]["identifiers"][0],
@@ -184,13 +223,22 @@ mod tests {
             "homeassistant/sensor/streamclassd-garage_lan/front_region_door_label/config"
         );
         let v: Value = serde_json::from_slice(&region.payload).expect("json");
-        assert_eq!(v["state_topic"], "streamclassd/front/region/door/labels");
+        assert_eq!(v["state_topic"], "streamclassd/front/region/door/label");
         assert_eq!(v["name"], "front door label");
+        assert_eq!(v["default_entity_id"], "sensor.front_region_door_label");
         assert_eq!(
             v["device"]["identifiers"][0],
             "streamclassd_streamclassd-garage_lan"
         );
         assert_eq!(d.config_topics("front").len(), 3);
         assert_eq!(d.config_topics("back").len(), 2);
+    }
+
+    #[test]
+    fn names_do_not_repeat_and_entity_ids_are_what_home_assistant_writes() {
+        assert_eq!(device_name("streamclassd-garage"), "streamclassd garage");
+        assert_eq!(device_name("streamclassd"), "streamclassd");
+        assert_eq!(device_name("garage"), "streamclassd garage");
+        assert_eq!(entity_object("Front-Door_label"), "front_door_label");
     }
 }

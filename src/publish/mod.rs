@@ -79,6 +79,8 @@ pub struct Publisher {
     metrics: Arc<Metrics>,
     beat: Beat,
     discovery: Option<homeassistant::Discovery>,
+    /// With Home Assistant: how often at most each stream's `top5` is refreshed.
+    ha_attributes: Option<Duration>,
     tops: Pool<Vec<Scored>>,
 }
 
@@ -114,6 +116,7 @@ impl Publisher {
             restored: deps.restored,
             metrics: deps.metrics,
             beat: deps.beat,
+            ha_attributes: deps.discovery.as_ref().map(|d| d.attributes_interval),
             discovery: deps.discovery,
             tops: deps.tops,
         }

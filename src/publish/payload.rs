@@ -196,6 +196,22 @@ pub fn encode_label(c: &Classification, camera: &str, index: usize, labels: &Lab
     payload.to_string().into_bytes()
 }
 
+/// The retained `{prefix}/{stream}/top5` (Home Assistant's label sensor attributes):
+/// `{"top5":[{"index","label","score"}...],"frame":…,"captured_at":"…"}`.
+pub fn encode_top5(c: &Classification, labels: &Labels) -> Vec<u8> {
+    let top5: Vec<serde_json::Value> = c
+        .top
+        .iter()
+        .map(|s| serde_json::json!({"index": s.index, "label": labels.get(s.index), "score": s.score}))
+        .collect();
+    let payload = serde_json::json!({
+        "top5": top5,
+        "frame": c.meta.index,
+        "captured_at": rfc3339_millis(c.meta.captured_at),
+    });
+    payload.to_string().into_bytes()
+}
+
 /// The retained `{prefix}/stats`: per-camera counters and states.
 pub fn encode_stats(
     cameras: &[(&str, CameraStatus)],

@@ -164,6 +164,16 @@ impl Publisher {
                 });
             }
         }
+        if let Some(every) = self.ha_attributes {
+            if stream.top5_at.is_none_or(|t| t.elapsed() >= every) {
+                stream.top5_at = Some(Instant::now());
+                let topic = self.topics.top5(&stream.key);
+                let attributes = payload::encode_top5(&c, labels);
+                s.shared
+                    .outbox()
+                    .push_urgent(topics::retained(topic, attributes));
+            }
+        }
         let labels_topic = stream.labels_topic.clone();
         state.published += 1;
         self.metrics.latency_seconds.observe(c.latency.total / 1e3);

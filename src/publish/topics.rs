@@ -38,6 +38,12 @@ impl Topics {
         format!("{}/{stream}/label", self.prefix)
     }
 
+    /// `{prefix}/{stream}/top5`: the latest top-5, at most every `attributes_interval_s`
+    /// (retained; with Home Assistant, the label sensor's attributes).
+    pub fn top5(&self, stream: &str) -> String {
+        format!("{}/{stream}/top5", self.prefix)
+    }
+
     /// `{prefix}/{camera}/status`: the camera's state and counters (retained).
     pub fn camera_status(&self, camera: &str) -> String {
         format!("{}/{camera}/status", self.prefix)
