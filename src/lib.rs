@@ -32,7 +32,10 @@
 //!   normalization, the per-camera thread), [`inference`] (ONNX Runtime session, batching,
 //!   top-k), [`publish`] (outbox, connection tasks, topics, shutdown and spool, Home
 //!   Assistant);
-//! - [`admin`] (HTTP `/metrics`, `/healthz`, `/readyz`) and [`metrics`] (Prometheus);
+//! - [`admin`] (HTTP `/metrics`, `/healthz`, `/readyz`, `/api/cameras`) and [`metrics`]
+//!   (Prometheus);
+//! - [`results`] (each camera's latest results and latencies, for the admin API; uses
+//!   [`messages`]);
 //! - leaves: [`messages`] (what travels between stages; uses only [`labels`]),
 //!   [`labels`], [`status`] (per-camera state), [`service`] (systemd), [`problems`]
 //!   (config problems with their fields), [`gate`] (fps), [`backoff`], [`pool`],
@@ -56,5 +59,6 @@ pub mod pool;
 pub mod preprocess;
 pub mod problems;
 pub mod publish;
+pub mod results;
 pub mod service;
 pub mod status;

@@ -148,6 +148,59 @@ fn metrics_health_readiness_and_no_secret_anywhere() {
         .expect("classified value");
     assert!(classified >= 10.0, "{classified}");
 
+    // /api/cameras: the camera's state, counters, latency, and its latest results, which
+    // are the ones published on MQTT for that frame.
+    let (code, api) = http_get(admin, "/api/cameras");
+    assert_eq!(code, 200, "{api}");
+    let v: serde_json::Value = serde_json::from_str(&api).expect("/api/cameras JSON");
+    let cam = &v["cameras"][0];
+    assert_eq!(
+        (cam["id"].as_str(), cam["state"].as_str()),
+        (Some("street"), Some("streaming"))
+    );
+    assert!(cam["latency_ms"]["p50"].as_f64() > Some(0.0), "{cam}");
+    assert!(
+        cam["latency_ms"]["p99"].as_f64() >= cam["latency_ms"]["p50"].as_f64(),
+        "{cam}"
+    );
+    assert_eq!(
+        cam["fps"]["per_frame"], 3,
+        "whole frame and two regions: {cam}"
+    );
+    assert_eq!(cam["region_errors"][0]["region"], "off", "{cam}");
+    let published = |topic: &str, frame: &serde_json::Value| -> Option<serde_json::Value> {
+        payloads.lock().expect("lock").iter().find_map(|p| {
+            let (t, body) = p.split_once(' ')?;
+            let m: serde_json::Value = serde_json::from_str(body).ok()?;
+            (t == topic && &m["frame"] == frame).then_some(m)
+        })
+    };
+    let wait_published = |topic: &str, frame: &serde_json::Value| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(m) = published(topic, frame) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "frame {frame} never on {topic}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let last = &cam["last"];
+    let m = wait_published("svc/street/labels", &last["frame"]);
+    assert_eq!(
+        (&last["top5"], &last["captured_at"]),
+        (&m["top5"], &m["captured_at"])
+    );
+    let steps = cam["regions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["region"] == "steps"))
+        .unwrap_or_else(|| panic!("no region steps in {cam}"));
+    let m = wait_published("svc/street/region/steps/labels", &steps["frame"]);
+    assert_eq!(
+        (&steps["top5"], &steps["input_rect"]),
+        (&m["top5"], &m["input_rect"])
+    );
+
     // Without the broker the daemon is alive but not ready, and says why.
     broker.stop();
     let mut not_ready = String::new();
@@ -180,6 +233,7 @@ fn metrics_health_readiness_and_no_secret_anywhere() {
         metrics_down,
         ready.to_string(),
         not_ready,
+        api,
     ]
     .join("\n");
     for secret in [RTSP_SECRET, MQTT_SECRET] {

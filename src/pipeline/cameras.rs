@@ -13,6 +13,7 @@ use crate::capture::{CameraConfig, Capture, CaptureDeps, CaptureEnd, FrameSink};
 use crate::inference::Control;
 use crate::pool::Pool;
 use crate::preprocess::{self, Preprocess, SpecCell, TargetsCell};
+use crate::results::Results;
 use crate::service::Liveness;
 use crate::status::StatusBoard;
 
@@ -62,6 +63,9 @@ pub(super) struct Cameras {
     pub(super) panicked: usize,
     /// Rung when a camera thread ends.
     pub(super) bell: Bell,
+    /// The latest results the admin API shows (a camera's regions are forgotten when it
+    /// starts or its regions change).
+    pub(super) results: Arc<Results>,
 }
 
 impl Cameras {
@@ -89,7 +93,14 @@ impl Cameras {
             preprocessed: Vec::new(),
             panicked: 0,
             bell,
+            results: Arc::default(),
         }
+    }
+
+    /// Shares `results` (what the admin API shows) with the cameras.
+    pub(super) fn with_results(mut self, results: Arc<Results>) -> Cameras {
+        self.results = results;
+        self
     }
 
     pub(super) fn start(&mut self, cam: CameraConfig) -> Result<(), RunError> {
@@ -97,6 +108,7 @@ impl Cameras {
             return Ok(());
         };
         let index = self.status.register(&cam.id);
+        self.results.forget_regions(index);
         let id: Arc<str> = Arc::from(cam.id.as_str());
         let live = cam.source.is_live();
         let capture_edge = if live {
@@ -178,6 +190,7 @@ impl Cameras {
             *w = cam;
         } else if let Some(c) = self.running.iter_mut().find(|c| c.config.id == cam.id) {
             c.targets.replace(cam.targets());
+            self.results.forget_regions(c.index);
             c.config = cam;
         }
     }

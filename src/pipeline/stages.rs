@@ -17,6 +17,7 @@ use crate::pool::Pool;
 use crate::preprocess::SpecCell;
 use crate::publish::homeassistant::Discovery;
 use crate::publish::{PublishReport, Publisher, PublisherDeps};
+use crate::results::Results;
 use crate::service::Liveness;
 use crate::status::StatusBoard;
 
@@ -65,7 +66,8 @@ impl Stages {
         let (class_tx, class_rx) = edges::CLASSIFIED.channel();
         let metrics = Arc::new(Metrics::new(status.clone()));
         metrics.set_model_loaded();
-        let (admin, admin_stop) = spawn_admin(&cfg, &metrics, &status)?;
+        let results = Arc::new(Results::default());
+        let (admin, admin_stop) = spawn_admin(&cfg, &metrics, &status, &results)?;
         let liveness = Liveness::new();
         // Tensors: one waiting per camera plus a batch in flight. Top-k lists: the
         // classification channel's worth.
@@ -84,6 +86,7 @@ impl Stages {
                 metrics: metrics.clone(),
                 beat: liveness.stage("publish", Duration::from_secs(30)),
                 discovery,
+                results: results.clone(),
             },
         );
         let publish = spawn("publish".into(), &bell, move || {
@@ -114,7 +117,8 @@ impl Stages {
             tensors,
             control_tx,
             bell,
-        );
+        )
+        .with_results(results);
         for cam in &cfg.cameras {
             cameras.start(cam.clone())?;
         }
@@ -169,6 +173,7 @@ fn spawn_admin(
     cfg: &Config,
     metrics: &Arc<Metrics>,
     status: &Arc<StatusBoard>,
+    results: &Arc<Results>,
 ) -> Result<(Option<JoinHandle<()>>, Arc<AtomicBool>), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     let Some(addr) = cfg.admin_listen else {
@@ -177,6 +182,7 @@ fn spawn_admin(
     let admin = Admin {
         metrics: metrics.clone(),
         status: status.clone(),
+        results: results.clone(),
     };
     let handle = admin
         .spawn(addr, stop.clone())

@@ -39,6 +39,7 @@ use std::time::Duration;
 use crate::messages::Scored;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
+use crate::results::Results;
 use crate::service::Beat;
 use crate::status::StatusBoard;
 pub use config::{
@@ -82,6 +83,7 @@ pub struct Publisher {
     /// With Home Assistant: how often at most each stream's `top5` is refreshed.
     ha_attributes: Option<Duration>,
     tops: Pool<Vec<Scored>>,
+    results: Arc<Results>,
 }
 
 /// What the publisher works with besides its configuration.
@@ -102,6 +104,8 @@ pub struct PublisherDeps {
     pub discovery: Option<homeassistant::Discovery>,
     /// Top-k lists go back to the inference thread once encoded.
     pub tops: Pool<Vec<Scored>>,
+    /// Every classification is recorded here for the admin API.
+    pub results: Arc<Results>,
 }
 
 impl Publisher {
@@ -119,6 +123,7 @@ impl Publisher {
             ha_attributes: deps.discovery.as_ref().map(|d| d.attributes_interval),
             discovery: deps.discovery,
             tops: deps.tops,
+            results: deps.results,
         }
     }
 }

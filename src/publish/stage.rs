@@ -177,6 +177,7 @@ impl Publisher {
         let labels_topic = stream.labels_topic.clone();
         state.published += 1;
         self.metrics.latency_seconds.observe(c.latency.total / 1e3);
+        self.results.record(&c);
         let lost = s.shared.outbox().push(OutMsg {
             topic: labels_topic,
             payload: buf,
