@@ -23,6 +23,13 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub status: Arc<StatusBoard>,
     pub results: Arc<Results>,
+    /// When set, every request but `/healthz` must carry `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+/// Compares two byte strings in time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// A result's top-k with the class names of the model that made it; scores written as
@@ -123,6 +130,22 @@ impl Admin {
         json!({ "cameras": out })
     }
 
+    /// Whether `request` may see `path`: `/healthz` always; everything else with the
+    /// token, when one is configured.
+    fn allowed(&self, request: &tiny_http::Request, path: &str) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        path == "/healthz"
+            || request.headers().iter().any(|h| {
+                h.field.equiv("Authorization")
+                    && h.value
+                        .as_str()
+                        .strip_prefix("Bearer ")
+                        .is_some_and(|t| same_secret(t.trim().as_bytes(), token.as_bytes()))
+            })
+    }
+
     /// Serves until `stop` is set. Binding happens before the thread starts, so a port
     /// that is taken is an error at start-up.
     pub fn spawn(
@@ -140,6 +163,15 @@ impl Admin {
                         continue;
                     };
                     let path = request.url().split('?').next().unwrap_or("").to_owned();
+                    if !self.allowed(&request, &path) {
+                        let mut response =
+                            Response::from_string("unauthorized\n").with_status_code(401);
+                        if let Some(h) = header("WWW-Authenticate", "Bearer") {
+                            response = response.with_header(h);
+                        }
+                        let _ = request.respond(response);
+                        continue;
+                    }
                     let (code, body, kind) = match path.as_str() {
                         "/metrics" => (
                             200,

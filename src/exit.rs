@@ -37,6 +37,7 @@ pub fn of_run(e: &RunError) -> u8 {
         RunError::SourceMissing { .. }
         | RunError::PasswordFile { .. }
         | RunError::NoCredentials { .. }
+        | RunError::EmptyToken
         | RunError::TlsFile { .. } => NOINPUT,
         RunError::Admin { .. } => UNAVAILABLE,
         RunError::Spool { .. } => CANTCREAT,

@@ -1,14 +1,15 @@
 //! MQTT over TLS against a real mosquitto configured by the harness: a CA and server
 //! certificate made with openssl at test time, a password file and an ACL that allows
 //! only the daemon's prefix. Valid credentials publish; anonymous, a wrong password and an
-//! untrusted server certificate are each refused with a clear error and retried.
+//! untrusted server certificate are each refused with a clear error and retried. The admin
+//! listener's bearer token guards everything but `/healthz`.
 
 mod common;
 
 use std::path::Path;
 
 use common::tls::TlsBroker;
-use common::{config, fixtures, Daemon, Subscriber, PATIENCE};
+use common::{config, fixtures, http_get_with, Broker, Daemon, RtspServer, Subscriber, PATIENCE};
 
 /// Daemon config for the TLS listener; `auth` = (user, password) or none.
 fn tls_config(b: &TlsBroker, ca: &str, auth: Option<(&str, &str)>, dir: &Path) -> String {
@@ -83,5 +84,50 @@ fn anonymous_wrong_password_and_untrusted_certificate_are_refused_and_retried() 
     assert_refused(
         &tls_config(&b, "rogue.crt", Some(("daemon", "s3cure-pass")), dir.path()),
         "UnknownIssuer",
+    );
+}
+
+#[test]
+fn the_admin_token_guards_everything_but_healthz() {
+    const TOKEN: &str = "s3cret-admin-T0ken";
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("admin-token"), format!("{TOKEN}\n")).expect("token");
+    let admin = common::stable_port();
+    let server = RtspServer::start(&fixtures().join("clip.mp4"));
+    let cfg = config(broker.port, "tok", &[("cam", &server.url(""), 5.0)], "")
+        + &format!(
+            "\n[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = \"{}\"\n",
+            dir.path().join("admin-token").display()
+        );
+    let mut d = Daemon::start(&cfg);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{}", d.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let mut seen = String::new();
+    for path in ["/metrics", "/readyz", "/api/cameras"] {
+        for headers in [vec![], vec![("Authorization", "Bearer wrong")]] {
+            let (code, head, body) = http_get_with(admin, path, &headers);
+            assert_eq!(code, 401, "{path} {headers:?}: {body}");
+            assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+            seen += &body;
+        }
+        let (code, _, body) = http_get_with(admin, path, &[("Authorization", &bearer)]);
+        assert!(
+            code == 200 || (path == "/readyz" && code == 503),
+            "{path}: {code} {body}"
+        );
+        seen += &body;
+    }
+    let (code, _, body) = http_get_with(admin, "/healthz", &[]);
+    assert_eq!((code, body.trim()), (200, "ok"));
+    d.signal("TERM");
+    assert_eq!(d.wait().code(), Some(0), "{}", d.stderr());
+    assert!(
+        !seen.contains(TOKEN) && !d.stderr().contains(TOKEN),
+        "the token leaked"
     );
 }

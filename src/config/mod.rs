@@ -17,7 +17,9 @@ use crate::capture::{check_unique_ids, CameraConfig, RawCamera};
 use crate::inference::{ModelConfig, RawModel};
 pub use crate::problems::Problem;
 use crate::problems::Problems;
-use crate::publish::{HomeAssistantConfig, MqttConfig, RawHomeAssistant, RawMqtt};
+use crate::publish::{
+    secret_source, HomeAssistantConfig, MqttConfig, PasswordSource, RawHomeAssistant, RawMqtt,
+};
 use raw::{RawAdmin, RawLog, SECTIONS};
 
 /// The validated configuration.
@@ -28,6 +30,8 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
     /// Where the admin HTTP listener binds (none when absent).
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// The bearer token the admin listener asks for, where it is read from.
+    pub admin_token: PasswordSource,
     /// Home Assistant discovery, off when absent.
     pub homeassistant: Option<HomeAssistantConfig>,
     /// Log filter (`[log] level`).
@@ -113,7 +117,7 @@ impl Config {
             }
         };
         let cameras = cameras(&mut p, table.get("camera"), base);
-        let admin_listen = admin_listen(&mut p, table.get("admin"));
+        let (admin_listen, admin_token) = admin(&mut p, table.get("admin"), base);
         let log_level = match table.get("log") {
             Some(value) => section::<RawLog>(&mut p, "log", value)
                 .map(|l| l.level)
@@ -141,6 +145,7 @@ impl Config {
                 model,
                 cameras,
                 admin_listen,
+                admin_token,
                 homeassistant,
                 log_level,
             }),
@@ -174,21 +179,32 @@ fn cameras(p: &mut Problems, value: Option<&toml::Value>, base: &Path) -> Vec<Ca
     checked.into_iter().map(|(_, c)| c).collect()
 }
 
-/// `[admin] listen`, when given.
-fn admin_listen(p: &mut Problems, value: Option<&toml::Value>) -> Option<std::net::SocketAddr> {
+/// `[admin]`: where to listen, when given, and the token it asks for.
+fn admin(
+    p: &mut Problems,
+    value: Option<&toml::Value>,
+    base: &Path,
+) -> (Option<std::net::SocketAddr>, PasswordSource) {
     let admin = match value {
-        Some(value) => section::<RawAdmin>(p, "admin", value)?,
+        Some(value) => section::<RawAdmin>(p, "admin", value).unwrap_or_default(),
         None => RawAdmin::default(),
     };
-    let listen = admin.listen?;
+    let fields = ("admin.token_file", "admin.token_credential");
+    let token = secret_source(fields, admin.token_file, admin.token_credential, base, p);
+    let Some(listen) = admin.listen else {
+        if token != PasswordSource::None {
+            p.add("admin.token_file", "a token needs admin.listen");
+        }
+        return (None, token);
+    };
     match listen.parse() {
-        Ok(addr) => Some(addr),
+        Ok(addr) => (Some(addr), token),
         Err(_) => {
             p.add(
                 "admin.listen",
                 format!("{listen:?} is not an address:port such as \"127.0.0.1:9810\""),
             );
-            None
+            (None, token)
         }
     }
 }

@@ -14,6 +14,12 @@ pub struct RawAdmin {
     /// Address to listen on, e.g. "127.0.0.1:9810"; no listener when absent.
     #[serde(default)]
     pub listen: Option<String>,
+    /// A bearer token every request but `/healthz` must carry: first line of this file ...
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// ... or of this systemd credential.
+    #[serde(default)]
+    pub token_credential: Option<String>,
 }
 
 /// `[log]`.

@@ -299,3 +299,31 @@ fn decode_modes_parse_and_keyframes_needs_a_network_stream() {
     ));
     has(&got, "camera[0].decode: unknown variant `some`");
 }
+
+#[test]
+fn the_admin_token_is_a_file_or_a_credential_and_needs_a_listener() {
+    let with = |admin: &str| format!("{MINIMAL}\n[admin]\n{admin}\n");
+    let c = parse(&with(
+        "listen = \"127.0.0.1:9810\"\ntoken_file = \"admin-token\"",
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.admin_token,
+        PasswordSource::File(Path::new(BASE).join("admin-token"))
+    );
+    assert_eq!(
+        parse(MINIMAL).expect("valid").admin_token,
+        PasswordSource::None
+    );
+    let both = problems(&with(
+        "listen = \"127.0.0.1:9810\"\ntoken_file = \"t\"\ntoken_credential = \"t\"",
+    ));
+    has(
+        &both,
+        "admin.token_credential: give either token_file or token_credential, not both",
+    );
+    has(
+        &problems(&with("token_credential = \"admin-token\"")),
+        "admin.token_file: a token needs admin.listen",
+    );
+}

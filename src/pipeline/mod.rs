@@ -46,13 +46,19 @@ pub enum RunError {
         id: String,
         path: PathBuf,
     },
-    #[error("MQTT password {path}: {source}")]
+    #[error("{what} {path}: {source}")]
     PasswordFile {
+        /// What the file holds: "MQTT password", "admin token".
+        what: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("mqtt.password_credential {name:?}: CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)")]
-    NoCredentials { name: String },
+    #[error(
+        "{field} {name:?}: CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the unit)"
+    )]
+    NoCredentials { field: &'static str, name: String },
+    #[error("admin token: the file's first line is empty (an empty token would let anyone in)")]
+    EmptyToken,
     #[error("{field} {path}: {source}")]
     TlsFile {
         field: String,

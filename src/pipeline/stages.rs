@@ -55,6 +55,7 @@ impl Stages {
     ) -> Result<Stages, RunError> {
         let Prepared {
             password,
+            admin_token,
             tls,
             status,
             restored,
@@ -67,7 +68,13 @@ impl Stages {
         let metrics = Arc::new(Metrics::new(status.clone()));
         metrics.set_model_loaded();
         let results = Arc::new(Results::default());
-        let (admin, admin_stop) = spawn_admin(&cfg, &metrics, &status, &results)?;
+        let admin = Admin {
+            metrics: metrics.clone(),
+            status: status.clone(),
+            results: results.clone(),
+            token: admin_token,
+        };
+        let (admin, admin_stop) = spawn_admin(&cfg, admin)?;
         let liveness = Liveness::new();
         // Tensors: one waiting per camera plus a batch in flight. Top-k lists: the
         // classification channel's worth.
@@ -171,18 +178,11 @@ fn discovery(cfg: &Config) -> Option<Discovery> {
 /// here, so a port that is taken fails the start.
 fn spawn_admin(
     cfg: &Config,
-    metrics: &Arc<Metrics>,
-    status: &Arc<StatusBoard>,
-    results: &Arc<Results>,
+    admin: Admin,
 ) -> Result<(Option<JoinHandle<()>>, Arc<AtomicBool>), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     let Some(addr) = cfg.admin_listen else {
         return Ok((None, stop));
-    };
-    let admin = Admin {
-        metrics: metrics.clone(),
-        status: status.clone(),
-        results: results.clone(),
     };
     let handle = admin
         .spawn(addr, stop.clone())

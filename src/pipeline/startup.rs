@@ -19,6 +19,8 @@ use super::{RunError, RunOptions};
 /// Everything loaded and checked before any stage thread, socket or camera exists.
 pub(super) struct Prepared {
     pub(super) password: Option<String>,
+    /// The bearer token the admin listener asks for, if any.
+    pub(super) admin_token: Option<String>,
     pub(super) tls: Option<TlsMaterial>,
     /// Every configured camera registered (indices follow the configuration's order).
     pub(super) status: Arc<StatusBoard>,
@@ -32,7 +34,15 @@ pub(super) struct Prepared {
 /// spool is loaded, ONNX Runtime and the model load (and the model runs once).
 pub(super) fn prepare(cfg: &Config, opts: &RunOptions) -> Result<Prepared, RunError> {
     check_sources(cfg.cameras.iter().enumerate())?;
-    let password = password(cfg)?;
+    let password = secret(
+        &cfg.mqtt.password,
+        "MQTT password",
+        "mqtt.password_credential",
+    )?;
+    let admin_token = secret(&cfg.admin_token, "admin token", "admin.token_credential")?;
+    if admin_token.as_deref() == Some("") {
+        return Err(RunError::EmptyToken);
+    }
     let tls = tls_material(cfg)?;
     // Camera indices follow the configuration's order at start-up (the spool names
     // cameras by id and is mapped onto them).
@@ -60,6 +70,7 @@ pub(super) fn prepare(cfg: &Config, opts: &RunOptions) -> Result<Prepared, RunEr
     let model = load_model(&cfg.model, &runtime)?;
     Ok(Prepared {
         password,
+        admin_token,
         tls,
         status,
         restored,
@@ -69,8 +80,9 @@ pub(super) fn prepare(cfg: &Config, opts: &RunOptions) -> Result<Prepared, RunEr
 }
 
 /// The first line of a password file (trailing newline and spaces removed).
-fn read_password(path: &std::path::Path) -> Result<String, RunError> {
+fn read_secret(what: &'static str, path: &std::path::Path) -> Result<String, RunError> {
     let text = std::fs::read_to_string(path).map_err(|source| RunError::PasswordFile {
+        what,
         path: path.to_owned(),
         source,
     })?;
@@ -82,15 +94,23 @@ fn read_password(path: &std::path::Path) -> Result<String, RunError> {
         .to_owned())
 }
 
-/// The broker password, from a file or a systemd credential.
-fn password(cfg: &Config) -> Result<Option<String>, RunError> {
-    Ok(match &cfg.mqtt.password {
+/// A secret from a file or a systemd credential (`field` names the credential's key).
+fn secret(
+    source: &PasswordSource,
+    what: &'static str,
+    field: &'static str,
+) -> Result<Option<String>, RunError> {
+    Ok(match source {
         PasswordSource::None => None,
-        PasswordSource::File(path) => Some(read_password(path)?),
+        PasswordSource::File(path) => Some(read_secret(what, path)?),
         PasswordSource::Credential(name) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-                .ok_or_else(|| RunError::NoCredentials { name: name.clone() })?;
-            Some(read_password(&PathBuf::from(dir).join(name))?)
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                RunError::NoCredentials {
+                    field,
+                    name: name.clone(),
+                }
+            })?;
+            Some(read_secret(what, &PathBuf::from(dir).join(name))?)
         }
     })
 }

@@ -218,6 +218,7 @@ pub struct TlsConfig {
 /// Where the broker password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordSource {
+    /// Not configured.
     None,
     /// First line of this file.
     File(PathBuf),
@@ -340,18 +341,41 @@ fn password(
     base: &Path,
     p: &mut Problems,
 ) -> PasswordSource {
+    secret_source(
+        ("mqtt.password_file", "mqtt.password_credential"),
+        file,
+        credential,
+        base,
+        p,
+    )
+}
+
+/// A secret given as a file (first line; relative to `base`) or a systemd credential
+/// name, at most one of the two; `fields` name them in problems.
+pub fn secret_source(
+    (file_field, credential_field): (&str, &str),
+    file: Option<String>,
+    credential: Option<String>,
+    base: &Path,
+    p: &mut Problems,
+) -> PasswordSource {
+    let short = |f: &str| f.rsplit('.').next().unwrap_or(f).to_owned();
     match (file, credential) {
         (Some(_), Some(_)) => {
             p.add(
-                "mqtt.password_credential",
-                "give either password_file or password_credential, not both",
+                credential_field,
+                format!(
+                    "give either {} or {}, not both",
+                    short(file_field),
+                    short(credential_field)
+                ),
             );
             PasswordSource::None
         }
         (Some(f), None) => PasswordSource::File(base.join(f)),
         (None, Some(c)) if c.is_empty() || c.contains('/') => {
             p.add(
-                "mqtt.password_credential",
+                credential_field,
                 format!("{c:?} must be a credential name (no '/')"),
             );
             PasswordSource::None

@@ -43,8 +43,8 @@ use crate::results::Results;
 use crate::service::Beat;
 use crate::status::StatusBoard;
 pub use config::{
-    HomeAssistantConfig, MqttConfig, MqttProtocol, PasswordSource, Qos, RawHomeAssistant, RawMqtt,
-    TlsConfig,
+    secret_source, HomeAssistantConfig, MqttConfig, MqttProtocol, PasswordSource, Qos,
+    RawHomeAssistant, RawMqtt, TlsConfig,
 };
 use spool::Restored;
 use topics::Topics;

@@ -715,10 +715,20 @@ pub fn config(
 
 /// A plain HTTP/1.0 GET: (status code, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let (code, _, body) = http_get_with(port, path, &[]);
+    (code, body)
+}
+
+/// An HTTP/1.0 GET with extra request headers: (status code, response headers, body).
+pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to admin listener");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{extra}\r\n").expect("request");
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("response");
     let code = raw
@@ -726,11 +736,8 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
+    (code, head.to_owned(), body.to_owned())
 }
 
 /// The JSON payloads received on `topic`, in order.

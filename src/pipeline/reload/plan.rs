@@ -47,7 +47,10 @@ impl Plan {
         plan.model = old.model != new.model || old_files != new_files;
         let sections: [(&'static str, bool); 4] = [
             ("mqtt", old.mqtt != new.mqtt),
-            ("admin", old.admin_listen != new.admin_listen),
+            (
+                "admin",
+                old.admin_listen != new.admin_listen || old.admin_token != new.admin_token,
+            ),
             ("homeassistant", old.homeassistant != new.homeassistant),
             ("log", old.log_level != new.log_level),
         ];
