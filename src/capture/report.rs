@@ -2,13 +2,15 @@
 //! decoded and the keyframe interval, and the demand that follows (in inferences, with the
 //! camera's regions).
 
+use std::sync::Arc;
+
 use super::decode::Decoding;
 use super::reader::Reader;
 use super::Capture;
 
-/// What was last put on the status board: what is decoded, the keyframe interval, and the
-/// version of the camera's targets.
-pub(super) type Reported = Option<((Decoding, Option<f64>), u64)>;
+/// What was last put on the status board: what is decoded, the keyframe interval, the
+/// version of the camera's targets and how many of its regions cannot be classified.
+pub(super) type Reported = Option<((Decoding, Option<f64>), u64, usize)>;
 
 impl Capture {
     /// Logs the opened source and reports what the camera asks for; returns the source's
@@ -49,9 +51,18 @@ impl Capture {
     ) {
         let now = cap.decoding();
         let version = self.targets.version();
-        if *reported != Some((now, version)) {
-            *reported = Some((now, version));
-            let (_, targets) = self.targets.get();
+        let failing = self.status.count(self.camera, |s| s.region_errors.len());
+        let failing = failing.unwrap_or(0);
+        if *reported != Some((now, version, failing)) {
+            *reported = Some((now, version, failing));
+            // Regions that cannot be classified (outside the frame) ask for nothing.
+            let names: Vec<Arc<str>> = self
+                .status
+                .count(self.camera, |s| {
+                    s.region_errors.iter().map(|(n, _)| n.clone()).collect()
+                })
+                .unwrap_or_default();
+            let targets = self.targets.get().1.without(&names);
             let demand = targets.inference_demand(self.demand(source_fps, cap));
             let per_frame = targets.per_frame();
             self.status.count(self.camera, |s| {

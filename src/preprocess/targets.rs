@@ -40,6 +40,19 @@ impl TargetsConfig {
         usize::from(self.full_frame) + self.regions.len()
     }
 
+    /// The same without the regions named in `names`.
+    pub fn without(&self, names: &[Arc<str>]) -> TargetsConfig {
+        TargetsConfig {
+            regions: self
+                .regions
+                .iter()
+                .filter(|r| !names.iter().any(|n| n.as_ref() == r.name))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// Inferences per second asked for when frames arrive at `frame_fps` (the frames the
     /// camera's `fps` admits): the whole frame at that rate, each region at its own
     /// `fps` if lower.
@@ -233,5 +246,52 @@ impl Targets {
         for r in self.regions.iter_mut().filter(|r| r.included) {
             r.gate.admit(t, self.slack);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocess::{Fit, Place, Rect};
+
+    fn region(name: &str, fps: Option<f64>) -> RegionConfig {
+        RegionConfig {
+            name: name.into(),
+            rect: Place::Pixels(Rect {
+                x: 0,
+                y: 0,
+                width: 8,
+                height: 8,
+            }),
+            fit: Fit::Crop,
+            pad_rgb: None,
+            fps,
+        }
+    }
+
+    #[test]
+    fn demand_counts_the_whole_frame_and_each_region_at_its_rate() {
+        let t = TargetsConfig {
+            full_frame: true,
+            regions: vec![
+                region("a", None),
+                region("b", Some(1.0)),
+                region("c", Some(9.0)),
+            ],
+            camera_fps: 5.0,
+        };
+        assert_eq!(t.per_frame(), 4);
+        // 5 frames/s: the whole frame and a at 5, b at 1, c at most the frame rate.
+        assert_eq!(t.inference_demand(5.0), 16.0);
+        let rest = t.without(&[Arc::from("c")]);
+        assert_eq!((rest.per_frame(), rest.inference_demand(5.0)), (3, 11.0));
+        let regions_only = TargetsConfig {
+            full_frame: false,
+            ..rest
+        };
+        assert_eq!(
+            (regions_only.per_frame(), regions_only.inference_demand(5.0)),
+            (2, 6.0)
+        );
     }
 }
