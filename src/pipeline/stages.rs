@@ -68,19 +68,12 @@ impl Stages {
         let metrics = Arc::new(Metrics::new(status.clone()));
         metrics.set_model_loaded();
         let results = Arc::new(Results::default());
-        let admin = Admin {
-            metrics: metrics.clone(),
-            status: status.clone(),
-            results: results.clone(),
-            token: admin_token,
-        };
-        let (admin, admin_stop) = spawn_admin(&cfg, admin)?;
+        let (admin, admin_stop) = spawn_admin(&cfg, &metrics, &status, &results, admin_token)?;
         let liveness = Liveness::new();
         // Tensors: one waiting per camera plus a batch in flight. Top-k lists: the
         // classification channel's worth.
         let tensors = Pool::new(2 * cfg.cameras.len() + 2 * cfg.model.max_batch);
         let tops = Pool::new(edges::CLASSIFIED.capacity);
-        let discovery = discovery(&cfg);
         let publisher = Publisher::new(
             &cfg.mqtt,
             PublisherDeps {
@@ -92,7 +85,7 @@ impl Stages {
                 restored,
                 metrics: metrics.clone(),
                 beat: liveness.stage("publish", Duration::from_secs(30)),
-                discovery,
+                discovery: discovery(&cfg),
                 results: results.clone(),
             },
         );
@@ -178,11 +171,20 @@ fn discovery(cfg: &Config) -> Option<Discovery> {
 /// here, so a port that is taken fails the start.
 fn spawn_admin(
     cfg: &Config,
-    admin: Admin,
+    metrics: &Arc<Metrics>,
+    status: &Arc<StatusBoard>,
+    results: &Arc<Results>,
+    token: Option<String>,
 ) -> Result<(Option<JoinHandle<()>>, Arc<AtomicBool>), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     let Some(addr) = cfg.admin_listen else {
         return Ok((None, stop));
+    };
+    let admin = Admin {
+        metrics: metrics.clone(),
+        status: status.clone(),
+        results: results.clone(),
+        token,
     };
     let handle = admin
         .spawn(addr, stop.clone())
