@@ -346,7 +346,8 @@ impl Serving {
             }
         }
         // (frame, input) of every input, in order: whole frames before their regions.
-        let all: Vec<(usize, usize)> = batch
+        // Up to 32 inputs (a few frames with regions) need no allocation here.
+        let all: SmallVec<[(usize, usize); 32]> = batch
             .iter()
             .enumerate()
             .flat_map(|(f, p)| (0..p.inputs.len()).map(move |k| (f, k)))
@@ -404,6 +405,7 @@ impl Serving {
             topk::top_k_into(row, self.worker.top_k, &mut top);
             let total = done.duration_since(p.meta.captured).as_secs_f64() * 1e3;
             let waited = started.duration_since(p.meta.captured).as_secs_f64() * 1e3;
+            // The frame waited while all its inputs were preprocessed.
             let preprocessed: f64 = p.inputs.iter().map(|x| x.preprocess_ms).sum();
             let c = Classification {
                 meta: p.meta,

@@ -43,13 +43,14 @@ impl TargetsConfig {
     /// The same without the regions named in `names`.
     pub fn without(&self, names: &[Arc<str>]) -> TargetsConfig {
         TargetsConfig {
+            full_frame: self.full_frame,
             regions: self
                 .regions
                 .iter()
                 .filter(|r| !names.iter().any(|n| n.as_ref() == r.name))
                 .cloned()
                 .collect(),
-            ..self.clone()
+            camera_fps: self.camera_fps,
         }
     }
 
