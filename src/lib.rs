@@ -32,10 +32,11 @@
 //!   normalization, the per-camera thread), [`inference`] (ONNX Runtime session, batching,
 //!   top-k), [`publish`] (outbox, connection tasks, topics, shutdown and spool, Home
 //!   Assistant);
-//! - [`admin`] (HTTP `/metrics`, `/healthz`, `/readyz`, `/api/cameras`) and [`metrics`]
-//!   (Prometheus);
-//! - [`results`] (each camera's latest results and latencies, for the admin API; uses
-//!   [`messages`]);
+//! - [`admin`] (HTTP: the console, `/api/...`, MJPEG, Server-Sent Events, `/metrics`,
+//!   `/healthz`, `/readyz`) and [`metrics`] (Prometheus);
+//! - [`monitor`] (what viewers see: each camera's latest results and history, its last
+//!   classified frame while watched and its JPEGs, the event stream; uses [`messages`],
+//!   [`pool`]);
 //! - leaves: [`messages`] (what travels between stages; uses only [`labels`]),
 //!   [`labels`], [`status`] (per-camera state), [`service`] (systemd), [`problems`]
 //!   (config problems with their fields), [`gate`] (fps), [`backoff`], [`pool`],
@@ -54,11 +55,11 @@ pub mod labels;
 pub mod memory;
 pub mod messages;
 pub mod metrics;
+pub mod monitor;
 pub mod pipeline;
 pub mod pool;
 pub mod preprocess;
 pub mod problems;
 pub mod publish;
-pub mod results;
 pub mod service;
 pub mod status;

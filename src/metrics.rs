@@ -32,6 +32,10 @@ pub struct Metrics {
     pub reloads: Counter,
     /// Configuration reloads rejected (invalid file, unusable model or source).
     pub reload_failures: Counter,
+    /// Scaling and encoding one JPEG of a frame, seconds.
+    pub jpeg_encode_seconds: Histogram,
+    /// Open MJPEG and event streams.
+    pub viewers: Gauge,
     model_loaded: AtomicBool,
 }
 
@@ -267,6 +271,19 @@ impl Metrics {
         let broker_connected = Gauge::default();
         let reloads = Counter::default();
         let reload_failures = Counter::default();
+        let jpeg_encode_seconds =
+            Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25]);
+        let viewers = Gauge::default();
+        registry.register(
+            "streamclassd_jpeg_encode_seconds",
+            "Scaling and encoding one JPEG of a classified frame (once per frame and size, quality and overlay asked for, however many viewers ask).",
+            jpeg_encode_seconds.clone(),
+        );
+        registry.register(
+            "streamclassd_viewers",
+            "Open MJPEG streams and event (SSE) streams on the admin listener.",
+            viewers.clone(),
+        );
         registry.register(
             "streamclassd_config_reloads",
             "Configuration reloads applied.",
@@ -318,6 +335,8 @@ impl Metrics {
             broker_connected,
             reloads,
             reload_failures,
+            jpeg_encode_seconds,
+            viewers,
             model_loaded: AtomicBool::new(false),
         }
     }

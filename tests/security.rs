@@ -112,7 +112,8 @@ fn the_admin_token_guards_everything_but_healthz() {
         for headers in [vec![], vec![("Authorization", "Bearer wrong")]] {
             let (code, head, body) = http_get_with(admin, path, &headers);
             assert_eq!(code, 401, "{path} {headers:?}: {body}");
-            assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+            let challenge = common::header_value(&head, "WWW-Authenticate");
+            assert_eq!(challenge.as_deref(), Some("Bearer"), "{head}");
             seen += &body;
         }
         let (code, _, body) = http_get_with(admin, path, &[("Authorization", &bearer)]);

@@ -11,9 +11,9 @@ use opencv::core::Mat;
 
 use crate::capture::{CameraConfig, Capture, CaptureDeps, CaptureEnd, FrameSink};
 use crate::inference::Control;
+use crate::monitor::Monitor;
 use crate::pool::Pool;
 use crate::preprocess::{self, Preprocess, SpecCell, TargetsCell};
-use crate::results::Results;
 use crate::service::Liveness;
 use crate::status::StatusBoard;
 
@@ -63,9 +63,9 @@ pub(super) struct Cameras {
     pub(super) panicked: usize,
     /// Rung when a camera thread ends.
     pub(super) bell: Bell,
-    /// The latest results the admin API shows (a camera's regions are forgotten when it
-    /// starts or its regions change).
-    pub(super) results: Arc<Results>,
+    /// What the admin API and the console show (a camera's regions are forgotten when it
+    /// starts or its regions change); watched cameras' frames wait there.
+    pub(super) monitor: Arc<Monitor>,
 }
 
 impl Cameras {
@@ -78,13 +78,14 @@ impl Cameras {
         control: Sender<Control>,
         bell: Bell,
     ) -> Cameras {
+        let monitor = Arc::new(Monitor::new(Cameras::images()));
         Cameras {
             cancel,
             status,
             liveness,
             spec,
             tensors,
-            images: Pool::with_max_idle(IMAGES_KEPT, IMAGES_IDLE),
+            images: monitor.frames.images().clone(),
             control: Some(control),
             running: Vec::new(),
             stopping: Vec::new(),
@@ -93,14 +94,21 @@ impl Cameras {
             preprocessed: Vec::new(),
             panicked: 0,
             bell,
-            results: Arc::default(),
+            monitor,
         }
     }
 
-    /// Shares `results` (what the admin API shows) with the cameras.
-    pub(super) fn with_results(mut self, results: Arc<Results>) -> Cameras {
-        self.results = results;
+    /// Shares `monitor` (what the admin API and the console show) with the cameras, and
+    /// its image pool.
+    pub(super) fn with_monitor(mut self, monitor: Arc<Monitor>) -> Cameras {
+        self.images = monitor.frames.images().clone();
+        self.monitor = monitor;
         self
+    }
+
+    /// The pool decoded images come from and go back to, for every camera.
+    pub(super) fn images() -> Pool<Mat> {
+        Pool::with_max_idle(IMAGES_KEPT, IMAGES_IDLE)
     }
 
     pub(super) fn start(&mut self, cam: CameraConfig) -> Result<(), RunError> {
@@ -108,7 +116,7 @@ impl Cameras {
             return Ok(());
         };
         let index = self.status.register(&cam.id);
-        self.results.forget_regions(index);
+        self.monitor.results.forget_regions(index);
         let id: Arc<str> = Arc::from(cam.id.as_str());
         let live = cam.source.is_live();
         let capture_edge = if live {
@@ -142,11 +150,13 @@ impl Cameras {
             images: images.clone(),
         };
         let status = self.status.clone();
+        let monitor = self.monitor.clone();
         let targets = Arc::new(TargetsCell::new(cam.targets()));
         let pre_targets = targets.clone();
         let preprocess = spawn(format!("pre-{id}"), &self.bell, move || {
             let _span = tracing::info_span!("preprocess", camera = %span_id).entered();
-            Preprocess::new(spec, pre_targets, pools, status, live, pre_beat).run(frame_rx, tx)
+            Preprocess::new(spec, pre_targets, pools, status, monitor, live, pre_beat)
+                .run(frame_rx, tx)
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         let capture = Capture::new(
@@ -190,7 +200,7 @@ impl Cameras {
             *w = cam;
         } else if let Some(c) = self.running.iter_mut().find(|c| c.config.id == cam.id) {
             c.targets.replace(cam.targets());
-            self.results.forget_regions(c.index);
+            self.monitor.results.forget_regions(c.index);
             c.config = cam;
         }
     }

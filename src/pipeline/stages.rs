@@ -13,11 +13,11 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::inference::{self, Serving};
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::pool::Pool;
 use crate::preprocess::SpecCell;
 use crate::publish::homeassistant::Discovery;
 use crate::publish::{PublishReport, Publisher, PublisherDeps};
-use crate::results::Results;
 use crate::service::Liveness;
 use crate::status::StatusBoard;
 
@@ -67,8 +67,8 @@ impl Stages {
         let (class_tx, class_rx) = edges::CLASSIFIED.channel();
         let metrics = Arc::new(Metrics::new(status.clone()));
         metrics.set_model_loaded();
-        let results = Arc::new(Results::default());
-        let (admin, admin_stop) = spawn_admin(&cfg, &metrics, &status, &results, admin_token)?;
+        let monitor = Arc::new(Monitor::new(Cameras::images()));
+        let (admin, admin_stop) = spawn_admin(&cfg, &metrics, &status, &monitor, admin_token)?;
         let liveness = Liveness::new();
         // Tensors: one waiting per camera plus a batch in flight. Top-k lists: the
         // classification channel's worth.
@@ -86,7 +86,7 @@ impl Stages {
                 metrics: metrics.clone(),
                 beat: liveness.stage("publish", Duration::from_secs(30)),
                 discovery: discovery(&cfg),
-                results: results.clone(),
+                monitor: monitor.clone(),
             },
         );
         let publish = spawn("publish".into(), &bell, move || {
@@ -118,7 +118,7 @@ impl Stages {
             control_tx,
             bell,
         )
-        .with_results(results);
+        .with_monitor(monitor);
         for cam in &cfg.cameras {
             cameras.start(cam.clone())?;
         }
@@ -173,7 +173,7 @@ fn spawn_admin(
     cfg: &Config,
     metrics: &Arc<Metrics>,
     status: &Arc<StatusBoard>,
-    results: &Arc<Results>,
+    monitor: &Arc<Monitor>,
     token: Option<String>,
 ) -> Result<(Option<JoinHandle<()>>, Arc<AtomicBool>), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -183,7 +183,7 @@ fn spawn_admin(
     let admin = Admin {
         metrics: metrics.clone(),
         status: status.clone(),
-        results: results.clone(),
+        monitor: monitor.clone(),
         token,
     };
     let handle = admin

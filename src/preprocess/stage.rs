@@ -11,6 +11,7 @@ use opencv::core::Mat;
 use super::targets::{Targets, TargetsCell};
 use super::{PreprocessSpec, Preprocessor};
 use crate::messages::{Frame, Input, Prepared};
+use crate::monitor::Monitor;
 use crate::pool::Pool;
 use crate::service::Beat;
 use crate::status::StatusBoard;
@@ -118,6 +119,8 @@ pub struct Preprocess {
     targets: (u64, Targets),
     pools: Pools,
     status: Arc<StatusBoard>,
+    /// Watched cameras' prepared frames are kept there until classified.
+    monitor: Arc<Monitor>,
     /// A live camera's stale prepared frames are replaced (and counted); a file's all go on.
     live: bool,
     beat: Beat,
@@ -136,6 +139,7 @@ impl Preprocess {
         targets: Arc<TargetsCell>,
         pools: Pools,
         status: Arc<StatusBoard>,
+        monitor: Arc<Monitor>,
         live: bool,
         beat: Beat,
     ) -> Self {
@@ -146,13 +150,15 @@ impl Preprocess {
             targets: (version, Targets::new(config)),
             pools,
             status,
+            monitor,
             live,
             beat,
         }
     }
 
-    /// Makes the inputs of `frame` (the image goes back to its pool); `None` when there is
-    /// nothing to classify in it (an error, logged, or no region due).
+    /// Makes the inputs of `frame` (the image goes back to its pool, or to the monitor while
+    /// the camera is watched); `None` when there is nothing to classify in it (an error,
+    /// logged, or no region due).
     fn prepare(
         &mut self,
         pre: &mut Preprocessor,
@@ -173,7 +179,17 @@ impl Preprocess {
             .1
             .prepare(pre, generation, &frame.image, t, tensors, &mut inputs);
         let meta = frame.meta();
-        self.pools.images.give(frame.image);
+        // A frame that will be classified is kept while its camera is watched.
+        let image = if made.is_ok() && !inputs.is_empty() {
+            self.monitor
+                .frames
+                .offer(meta.camera, meta.index, meta.captured_at, frame.image)
+        } else {
+            Some(frame.image)
+        };
+        if let Some(image) = image {
+            self.pools.images.give(image);
+        }
         match made {
             Err(e) => {
                 tracing::warn!(camera = %frame.camera_id, frame = frame.index, error = %e, "frame skipped");

@@ -233,9 +233,11 @@ impl Publisher {
             }
             cam.status_seen = key;
             let topic = self.topics.camera_status(&cam.id);
+            let payload = payload::encode_status(&status);
+            self.monitor.events.status(&cam.id, &payload);
             shared
                 .outbox()
-                .push_urgent(topics::retained(topic, payload::encode_status(&status)));
+                .push_urgent(topics::retained(topic, payload));
             shared.changed();
         }
     }

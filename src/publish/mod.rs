@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use crate::messages::Scored;
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::pool::Pool;
-use crate::results::Results;
 use crate::service::Beat;
 use crate::status::StatusBoard;
 pub use config::{
@@ -83,7 +83,7 @@ pub struct Publisher {
     /// With Home Assistant: how often at most each stream's `top5` is refreshed.
     ha_attributes: Option<Duration>,
     tops: Pool<Vec<Scored>>,
-    results: Arc<Results>,
+    monitor: Arc<Monitor>,
 }
 
 /// What the publisher works with besides its configuration.
@@ -104,8 +104,9 @@ pub struct PublisherDeps {
     pub discovery: Option<homeassistant::Discovery>,
     /// Top-k lists go back to the inference thread once encoded.
     pub tops: Pool<Vec<Scored>>,
-    /// Every classification is recorded here for the admin API.
-    pub results: Arc<Results>,
+    /// Every classification is recorded here for the admin API and the console (its
+    /// results, its frame, an event), and every status is an event.
+    pub monitor: Arc<Monitor>,
 }
 
 impl Publisher {
@@ -123,7 +124,7 @@ impl Publisher {
             ha_attributes: deps.discovery.as_ref().map(|d| d.attributes_interval),
             discovery: deps.discovery,
             tops: deps.tops,
-            results: deps.results,
+            monitor: deps.monitor,
         }
     }
 }

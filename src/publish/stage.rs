@@ -177,7 +177,9 @@ impl Publisher {
         let labels_topic = stream.labels_topic.clone();
         state.published += 1;
         self.metrics.latency_seconds.observe(c.latency.total / 1e3);
-        self.results.record(&c);
+        self.monitor.results.record(&c);
+        self.monitor.frames.classified(cam, c.meta.index);
+        self.monitor.events.classification(&buf);
         let lost = s.shared.outbox().push(OutMsg {
             topic: labels_topic,
             payload: buf,

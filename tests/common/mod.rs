@@ -721,23 +721,45 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
 
 /// An HTTP/1.0 GET with extra request headers: (status code, response headers, body).
 pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let (code, head, body) = http_bytes(port, path, headers);
+    (code, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An HTTP/1.0 GET with extra request headers: (status code, response headers, body as
+/// bytes).
+pub fn http_bytes(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to admin listener");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{extra}\r\n").expect("request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let code = raw
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
-    (code, head.to_owned(), body.to_owned())
+    (code, head, body)
+}
+
+/// A response header's value (names compare without case, as HTTP's do).
+pub fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
 }
 
 /// The JSON payloads received on `topic`, in order.

@@ -1,7 +1,9 @@
-//! The latest results per camera, for the admin API: each camera's last classification of
-//! the whole frame and of each region, and its capture→publish latencies over the last
-//! minute. The publisher records every classification (no allocation once a camera's slots
-//! exist: the top-k lists are copied into kept buffers); the admin listener reads.
+//! The latest results per camera, for the admin API and the console: each camera's last
+//! classification of the whole frame and of each region, its capture→publish latencies over
+//! the last minute, and over the last ten minutes its top-1 changes (the label timeline)
+//! and classified frames and latency per 10 s (the sparklines). The publisher records
+//! every classification (no allocation once a camera's slots exist: the top-k lists are
+//! copied into kept buffers); the admin listener reads.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,6 +14,13 @@ use crate::messages::{Classification, ModelInfo, RegionOf, Scored};
 /// Latencies kept per camera: the last minute, at most this many.
 const LATENCY_SAMPLES: usize = 4096;
 const LATENCY_WINDOW: Duration = Duration::from_secs(60);
+/// How far back the timeline and the sparklines go.
+pub const HISTORY: Duration = Duration::from_secs(600);
+/// One sparkline point per this much time.
+pub const BUCKET: Duration = Duration::from_secs(10);
+/// Top-1 changes kept per camera (a label that flickers every frame would otherwise grow
+/// the timeline without bound).
+const CHANGES_KEPT: usize = 600;
 
 /// One camera's (or region's) last classification.
 #[derive(Debug, Clone)]
@@ -45,6 +54,25 @@ impl Last {
     }
 }
 
+/// A change of the whole frame's top-1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Change {
+    pub at: SystemTime,
+    pub frame: u64,
+    pub index: usize,
+    pub score: f32,
+}
+
+/// One sparkline point: what was published in `BUCKET` from `start`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub start: SystemTime,
+    /// Frames classified (a frame and its regions count once).
+    pub frames: u32,
+    /// Sum of capture→publish ms of those frames' first results.
+    pub latency_ms: f64,
+}
+
 /// What a camera has: its last results and recent latencies.
 #[derive(Debug, Default)]
 struct Recent {
@@ -52,6 +80,65 @@ struct Recent {
     regions: Vec<Last>,
     /// (when published, capture→publish ms), oldest first.
     latency: VecDeque<(Instant, f32)>,
+    changes: VecDeque<Change>,
+    /// Oldest first, with the monotonic time each began.
+    buckets: VecDeque<(Instant, Bucket)>,
+    /// The last frame counted in `buckets`.
+    counted: Option<u64>,
+}
+
+impl Recent {
+    fn count(&mut self, c: &Classification, now: Instant) {
+        if self.counted == Some(c.meta.index) {
+            return;
+        }
+        self.counted = Some(c.meta.index);
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > HISTORY)
+        {
+            self.buckets.pop_front();
+        }
+        let current = self
+            .buckets
+            .back()
+            .is_some_and(|(t, _)| now.duration_since(*t) < BUCKET);
+        if !current {
+            let start = SystemTime::now();
+            let empty = Bucket {
+                start,
+                frames: 0,
+                latency_ms: 0.0,
+            };
+            self.buckets.push_back((now, empty));
+        }
+        if let Some((_, b)) = self.buckets.back_mut() {
+            b.frames += 1;
+            b.latency_ms += c.latency.total;
+        }
+    }
+
+    fn changed(&mut self, c: &Classification, now: SystemTime) {
+        let Some(top1) = c.top.first() else { return };
+        if self.changes.back().is_some_and(|l| l.index == top1.index) {
+            return;
+        }
+        while self.changes.len() >= CHANGES_KEPT
+            || self
+                .changes
+                .front()
+                .is_some_and(|l| now.duration_since(l.at).unwrap_or_default() > HISTORY)
+        {
+            self.changes.pop_front();
+        }
+        self.changes.push_back(Change {
+            at: c.meta.captured_at,
+            frame: c.meta.index,
+            index: top1.index,
+            score: top1.score,
+        });
+    }
 }
 
 /// A camera's latest results as the admin API shows them.
@@ -62,6 +149,15 @@ pub struct View {
     pub regions: Vec<Last>,
     /// Capture→publish latency over the last minute, ms: (p50, p99, samples).
     pub latency_ms: Option<(f64, f64, usize)>,
+}
+
+/// A camera's last ten minutes: top-1 changes and sparkline points, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub changes: Vec<Change>,
+    pub buckets: Vec<Bucket>,
+    /// The model whose class names the changes' indices are.
+    pub model: Option<Arc<ModelInfo>>,
 }
 
 /// The latest results of every camera, by camera index.
@@ -92,11 +188,16 @@ impl Results {
         let slot = self.slot(c.meta.camera);
         let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
         let r = &mut *guard;
+        let now = Instant::now();
+        r.count(c, now);
         match &c.region {
-            None => match &mut r.whole {
-                Some(last) => last.update(c),
-                empty => *empty = Some(Last::of(c)),
-            },
+            None => {
+                r.changed(c, SystemTime::now());
+                match &mut r.whole {
+                    Some(last) => last.update(c),
+                    empty => *empty = Some(Last::of(c)),
+                }
+            }
             Some(region) => {
                 let same = |l: &&mut Last| l.region.as_ref().is_some_and(|x| x.name == region.name);
                 match r.regions.iter_mut().find(same) {
@@ -105,7 +206,6 @@ impl Results {
                 }
             }
         }
-        let now = Instant::now();
         while r
             .latency
             .front()
@@ -125,6 +225,24 @@ impl Results {
             .unwrap_or_else(|e| e.into_inner())
             .regions
             .clear();
+    }
+
+    /// Camera `camera`'s last ten minutes.
+    pub fn history(&self, camera: usize) -> History {
+        let slot = self.slot(camera);
+        let r = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        let recent = |at: SystemTime| now.duration_since(at).unwrap_or_default() <= HISTORY;
+        History {
+            changes: r.changes.iter().filter(|c| recent(c.at)).copied().collect(),
+            buckets: r
+                .buckets
+                .iter()
+                .map(|(_, b)| *b)
+                .filter(|b| recent(b.start))
+                .collect(),
+            model: r.whole.as_ref().map(|l| l.model.clone()),
+        }
     }
 
     /// Camera `camera`'s latest results.
@@ -216,5 +334,27 @@ mod tests {
         results.forget_regions(1);
         assert!(results.view(1).regions.is_empty());
         assert!(results.view(0).whole.is_none(), "cameras are apart");
+    }
+
+    #[test]
+    fn the_timeline_keeps_top1_changes_and_the_buckets_count_each_frame_once() {
+        let results = Results::default();
+        let labels = [1usize, 1, 2, 2, 2, 1];
+        for (frame, &label) in labels.iter().enumerate() {
+            let mut c = classification(0, frame as u64, None, 10.0);
+            c.top[0].index = label;
+            c.meta.captured_at = SystemTime::now();
+            results.record(&c);
+            results.record(&classification(0, frame as u64, Some("door"), 30.0));
+        }
+        let h = results.history(0);
+        let changes: Vec<(u64, usize)> = h.changes.iter().map(|c| (c.frame, c.index)).collect();
+        assert_eq!(changes, [(0, 1), (2, 2), (5, 1)]);
+        let frames: u32 = h.buckets.iter().map(|b| b.frames).sum();
+        assert_eq!(frames, 6, "a frame and its region count once");
+        let latency: f64 = h.buckets.iter().map(|b| b.latency_ms).sum();
+        assert_eq!(latency, 60.0, "the frame's first result's latency");
+        assert!(h.model.is_some());
+        assert!(results.history(1).changes.is_empty());
     }
 }
