@@ -3,12 +3,13 @@
 //! thread hands each prepared frame's image here instead of back to the pool; when the
 //! publisher records that frame's classification, the frame becomes the camera's [`Shot`]
 //! and the frames before it go back to the pool. So a shot is always a frame that was
-//! classified, and its index is the one in its MQTT message. Nobody watching costs one
-//! atomic load per frame, and whatever was kept goes back at the camera's next frame.
+//! classified, and its index is the one in its MQTT message. Nobody watching costs a
+//! look-up of the camera's slot and two atomic loads per frame, and whatever was kept
+//! goes back at the camera's next frame.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use opencv::core::Mat;
 use opencv::prelude::*;
 use tokio::sync::watch;
 
+use super::PerCamera;
 use crate::pool::Pool;
 
 /// How long one request keeps a camera watched.
@@ -116,7 +118,7 @@ impl Default for Slot {
 /// Every camera's frames, by camera index.
 pub struct Frames {
     epoch: Instant,
-    cameras: RwLock<Vec<Arc<Slot>>>,
+    cameras: PerCamera<Slot>,
     images: Pool<Mat>,
 }
 
@@ -131,7 +133,7 @@ impl Frames {
     pub fn new(images: Pool<Mat>) -> Frames {
         Frames {
             epoch: Instant::now(),
-            cameras: RwLock::new(Vec::new()),
+            cameras: PerCamera::default(),
             images,
         }
     }
@@ -141,19 +143,7 @@ impl Frames {
     }
 
     fn slot(&self, camera: usize) -> Arc<Slot> {
-        if let Some(s) = self
-            .cameras
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(camera)
-        {
-            return s.clone();
-        }
-        let mut cameras = self.cameras.write().unwrap_or_else(|e| e.into_inner());
-        while cameras.len() <= camera {
-            cameras.push(Arc::default());
-        }
-        cameras[camera].clone()
+        self.cameras.get(camera)
     }
 
     fn now_ms(&self) -> u64 {

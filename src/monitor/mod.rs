@@ -8,6 +8,8 @@ pub mod frames;
 pub mod jpeg;
 pub mod results;
 
+use std::sync::{Arc, RwLock};
+
 use opencv::core::Mat;
 
 use crate::pool::Pool;
@@ -54,5 +56,38 @@ impl Monitor {
                 })
                 .collect(),
         }
+    }
+}
+
+/// One `T` per camera index, made on first use (a reload adds cameras at new indices).
+#[derive(Debug)]
+pub struct PerCamera<T> {
+    slots: RwLock<Vec<Arc<T>>>,
+}
+
+impl<T> Default for PerCamera<T> {
+    fn default() -> Self {
+        PerCamera {
+            slots: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+impl<T: Default> PerCamera<T> {
+    /// Camera `camera`'s slot: a shared read when it exists, else the list is grown.
+    pub fn get(&self, camera: usize) -> Arc<T> {
+        if let Some(s) = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(camera)
+        {
+            return s.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        while slots.len() <= camera {
+            slots.push(Arc::default());
+        }
+        slots[camera].clone()
     }
 }

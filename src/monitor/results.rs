@@ -6,9 +6,10 @@
 //! copied into kept buffers); the admin listener reads.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::PerCamera;
 use crate::messages::{Classification, ModelInfo, RegionOf, Scored};
 
 /// Latencies kept per camera: the last minute, at most this many.
@@ -163,24 +164,12 @@ pub struct History {
 /// The latest results of every camera, by camera index.
 #[derive(Debug, Default)]
 pub struct Results {
-    cameras: RwLock<Vec<Arc<Mutex<Recent>>>>,
+    cameras: PerCamera<Mutex<Recent>>,
 }
 
 impl Results {
     fn slot(&self, camera: usize) -> Arc<Mutex<Recent>> {
-        if let Some(s) = self
-            .cameras
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(camera)
-        {
-            return s.clone();
-        }
-        let mut cameras = self.cameras.write().unwrap_or_else(|e| e.into_inner());
-        while cameras.len() <= camera {
-            cameras.push(Arc::default());
-        }
-        cameras[camera].clone()
+        self.cameras.get(camera)
     }
 
     /// Records a classification handed to the publisher.
