@@ -36,6 +36,8 @@ pub struct Metrics {
     pub jpeg_encode_seconds: Histogram,
     /// Open MJPEG and event streams.
     pub viewers: Gauge,
+    /// MQTT snapshots encoded and queued.
+    pub snapshots: Counter,
     model_loaded: AtomicBool,
 }
 
@@ -274,6 +276,12 @@ impl Metrics {
         let jpeg_encode_seconds =
             Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25]);
         let viewers = Gauge::default();
+        let snapshots = Counter::default();
+        registry.register(
+            "streamclassd_snapshots",
+            "MQTT snapshots (retained JPEGs on {prefix}/{camera}/snapshot) encoded and queued.",
+            snapshots.clone(),
+        );
         registry.register(
             "streamclassd_jpeg_encode_seconds",
             "Scaling and encoding one JPEG of a classified frame (once per frame and size, quality and overlay asked for, however many viewers ask).",
@@ -336,6 +344,7 @@ impl Metrics {
             reloads,
             reload_failures,
             jpeg_encode_seconds,
+            snapshots,
             viewers,
             model_loaded: AtomicBool::new(false),
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{DecodeMode, Source};
+use crate::monitor::frames::JpegKey;
 use crate::preprocess::{check_regions, RawRegion, RegionConfig, TargetsConfig};
 use crate::problems::Problems;
 
@@ -45,7 +46,20 @@ pub struct RawCamera {
     /// `[[camera.region]]`: parts of the frame classified on topics of their own.
     #[serde(default, rename = "region")]
     pub regions: Vec<RawRegion>,
+    /// Publish a JPEG of the frame on `{prefix}/{camera}/snapshot` (retained) when the
+    /// debounced label changes, and once at start.
+    #[serde(default)]
+    pub snapshot: bool,
+    /// The snapshot's height in pixels (width in proportion; never above the frame's own).
+    pub snapshot_height: Option<i64>,
+    /// The snapshot's JPEG quality, 1–100.
+    pub snapshot_quality: Option<i64>,
 }
+
+/// Snapshot height unless `snapshot_height` says otherwise.
+pub const SNAPSHOT_HEIGHT: u32 = 480;
+/// Snapshot JPEG quality unless `snapshot_quality` says otherwise.
+pub const SNAPSHOT_QUALITY: u8 = 75;
 
 fn default_true() -> bool {
     true
@@ -78,6 +92,8 @@ pub struct CameraConfig {
     pub full_frame: bool,
     /// Regions of interest, each classified on its own topic.
     pub regions: Vec<RegionConfig>,
+    /// MQTT snapshots: the height and quality they are encoded at (`overlay` is false).
+    pub snapshot: Option<JpegKey>,
 }
 
 impl CameraConfig {
@@ -90,12 +106,13 @@ impl CameraConfig {
         }
     }
 
-    /// Same source and reading, whatever the regions and `full_frame` (a reload that
-    /// changes only those keeps the source open).
+    /// Same source and reading, whatever the regions, `full_frame` and snapshots (a
+    /// reload that changes only those keeps the source open).
     pub fn same_source_as(&self, other: &CameraConfig) -> bool {
         let bare = |c: &CameraConfig| CameraConfig {
             full_frame: true,
             regions: Vec::new(),
+            snapshot: None,
             ..c.clone()
         };
         bare(self) == bare(other)
@@ -133,6 +150,7 @@ impl RawCamera {
             );
             ok = false;
         }
+        let snapshot = self.check_snapshot(i, p);
         let had_regions = !self.regions.is_empty();
         let regions = check_regions(self.regions, i, self.fps, p);
         if !self.full_frame && !had_regions {
@@ -161,7 +179,37 @@ impl RawCamera {
             decode: self.decode,
             full_frame: self.full_frame,
             regions,
+            snapshot: snapshot?,
         })
+    }
+
+    /// `snapshot`, `snapshot_height`, `snapshot_quality`: `None` when one is wrong.
+    fn check_snapshot(&self, i: usize, p: &mut Problems) -> Option<Option<JpegKey>> {
+        let field = |name: &str| format!("camera[{i}].{name}");
+        let height = self
+            .snapshot_height
+            .map(|h| p.range(&field("snapshot_height"), h, 16, 4320));
+        let quality = self
+            .snapshot_quality
+            .map(|q| p.range(&field("snapshot_quality"), q, 1, 100));
+        if !self.snapshot {
+            for (name, set) in [
+                ("snapshot_height", height.is_some()),
+                ("snapshot_quality", quality.is_some()),
+            ] {
+                if set {
+                    p.add(field(name), "needs snapshot = true");
+                }
+            }
+            return (height.is_none() && quality.is_none()).then_some(None);
+        }
+        let height = height.unwrap_or(Some(SNAPSHOT_HEIGHT.into()))?;
+        let quality = quality.unwrap_or(Some(SNAPSHOT_QUALITY.into()))?;
+        Some(Some(JpegKey {
+            height: Some(height as u32),
+            quality: quality as u8,
+            overlay: false,
+        }))
     }
 }
 

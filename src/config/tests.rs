@@ -327,3 +327,39 @@ fn the_admin_token_is_a_file_or_a_credential_and_needs_a_listener() {
         "admin.token_file: a token needs admin.listen",
     );
 }
+
+#[test]
+fn snapshots_default_their_size_and_their_fields_need_snapshot() {
+    use crate::monitor::frames::JpegKey;
+    let c = parse(&format!(
+        "{MINIMAL}\n[[camera]]\nid = \"snap\"\nsource = \"rtsp://cam/1\"\nsnapshot = true\n\
+         [[camera]]\nid = \"small\"\nsource = \"rtsp://cam/2\"\nsnapshot = true\n\
+         snapshot_height = 240\nsnapshot_quality = 60\n"
+    ))
+    .expect("valid");
+    let key = |height, quality| {
+        Some(JpegKey {
+            height: Some(height),
+            quality,
+            overlay: false,
+        })
+    };
+    let snapshots: Vec<Option<JpegKey>> = c.cameras.iter().map(|c| c.snapshot).collect();
+    assert_eq!(snapshots, [None, key(480, 75), key(240, 60)]);
+    // A reload that only turns snapshots on keeps the source open.
+    let mut on = c.cameras[0].clone();
+    on.snapshot = key(480, 75);
+    assert!(c.cameras[0].same_source_as(&on));
+
+    let got = problems(&MINIMAL.replace(
+        "source = \"clip.mp4\"",
+        "source = \"clip.mp4\"\nsnapshot_height = 240\nsnapshot_quality = 0",
+    ));
+    has(&got, "camera[0].snapshot_height: needs snapshot = true");
+    has(&got, "camera[0].snapshot_quality: 0 is out of range");
+    let got = problems(&MINIMAL.replace(
+        "source = \"clip.mp4\"",
+        "source = \"clip.mp4\"\nsnapshot = true\nsnapshot_height = 8",
+    ));
+    has(&got, "camera[0].snapshot_height: 8 is out of range");
+}

@@ -97,6 +97,8 @@ struct Slot {
     watched_until: AtomicU64,
     /// Snapshots: always watched.
     always: AtomicBool,
+    /// How its MQTT snapshots are encoded, when it publishes them.
+    snapshot: Mutex<Option<JpegKey>>,
     /// Whether anything is kept (so an unwatched camera's frame takes no lock).
     holding: AtomicBool,
     pending: Mutex<VecDeque<Pending>>,
@@ -108,6 +110,7 @@ impl Default for Slot {
         Slot {
             watched_until: AtomicU64::new(0),
             always: AtomicBool::new(false),
+            snapshot: Mutex::new(None),
             holding: AtomicBool::new(false),
             pending: Mutex::new(VecDeque::new()),
             shot: watch::channel(None).0,
@@ -158,9 +161,19 @@ impl Frames {
             .fetch_max(until, Ordering::Relaxed);
     }
 
-    /// Whether `camera` keeps its frames whether watched or not (it publishes snapshots).
-    pub fn set_always(&self, camera: usize, always: bool) {
-        self.slot(camera).always.store(always, Ordering::Relaxed);
+    /// Whether `camera` publishes MQTT snapshots, and how they are encoded: while it does,
+    /// it keeps its frames whether watched or not.
+    pub fn set_snapshot(&self, camera: usize, snapshot: Option<JpegKey>) {
+        let slot = self.slot(camera);
+        *slot.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        slot.always.store(snapshot.is_some(), Ordering::Relaxed);
+    }
+
+    /// How `camera`'s snapshots are encoded; `None`: it publishes none.
+    pub fn snapshot(&self, camera: usize) -> Option<JpegKey> {
+        let slot = self.slot(camera);
+        let spec = *slot.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        spec
     }
 
     fn wanted(&self, slot: &Slot) -> bool {
@@ -322,11 +335,18 @@ mod tests {
         let pool = Pool::new(8);
         let frames = Frames::new(pool.clone());
         let t = SystemTime::UNIX_EPOCH;
-        frames.set_always(0, true);
+        let key = JpegKey {
+            height: Some(480),
+            quality: 75,
+            overlay: false,
+        };
+        frames.set_snapshot(0, Some(key));
+        assert_eq!(frames.snapshot(0), Some(key));
         assert!(frames.offer(0, 1, t, image(1.0)).is_none());
         frames.classified(0, 1);
         assert!(frames.shot(0).is_some());
-        frames.set_always(0, false);
+        frames.set_snapshot(0, None);
+        assert_eq!(frames.snapshot(0), None);
         assert!(frames.offer(0, 2, t, image(2.0)).is_some());
         assert!(frames.shot(0).is_none());
         assert_eq!(format!("{pool:?}"), "Pool { free: 1, capacity: 8 }");

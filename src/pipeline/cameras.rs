@@ -117,6 +117,7 @@ impl Cameras {
         };
         let index = self.status.register(&cam.id);
         self.monitor.results.forget_regions(index);
+        self.monitor.frames.set_snapshot(index, cam.snapshot);
         let id: Arc<str> = Arc::from(cam.id.as_str());
         let live = cam.source.is_live();
         let capture_edge = if live {
@@ -201,6 +202,7 @@ impl Cameras {
         } else if let Some(c) = self.running.iter_mut().find(|c| c.config.id == cam.id) {
             c.targets.replace(cam.targets());
             self.monitor.results.forget_regions(c.index);
+            self.monitor.frames.set_snapshot(c.index, cam.snapshot);
             c.config = cam;
         }
     }
@@ -211,6 +213,7 @@ impl Cameras {
             let cam = self.running.swap_remove(pos);
             if retire {
                 self.status.retire(cam.index);
+                self.monitor.frames.set_snapshot(cam.index, None);
             }
             cam.stop.store(true, Ordering::Relaxed);
             self.stopping.push(cam);

@@ -164,6 +164,12 @@ fn discovery(cfg: &Config) -> Option<Discovery> {
             .iter()
             .flat_map(|c| c.regions.iter().map(|r| (c.id.clone(), r.name.clone())))
             .collect(),
+        snapshots: cfg
+            .cameras
+            .iter()
+            .filter(|c| c.snapshot.is_some())
+            .map(|c| c.id.clone())
+            .collect(),
     })
 }
 

@@ -21,6 +21,8 @@ pub(super) struct Stream {
     pub(super) debouncer: Option<debounce::Debouncer>,
     /// When `{stream}/top5` was last published (Home Assistant only).
     pub(super) top5_at: Option<Instant>,
+    /// The debounced label snapshots follow (while the camera publishes them).
+    pub(super) shots: Option<debounce::Debouncer>,
 }
 
 impl Publisher {
@@ -35,6 +37,7 @@ impl Publisher {
                 .or(self.ha_attributes.map(|_| (1, 1)))
                 .map(|(hold, window)| debounce::Debouncer::new(hold, window)),
             top5_at: None,
+            shots: None,
             key,
         }
     }
@@ -57,6 +60,10 @@ pub(super) struct Cam {
     pub(super) classified_then: u64,
     /// Classifying well below its demand (the pipeline is at capacity).
     pub(super) degraded: bool,
+    /// How its snapshots are encoded, as last seen (see [`super::snapshot`]).
+    pub(super) snapshot: Option<crate::monitor::frames::JpegKey>,
+    /// A snapshot is owed: sent with the next frame that is kept.
+    pub(super) snapshot_due: bool,
 }
 
 impl Publisher {
@@ -100,6 +107,8 @@ impl Publisher {
                     active: false,
                     classified_then: 0,
                     degraded: false,
+                    snapshot: None,
+                    snapshot_due: false,
                     id,
                 });
             }
@@ -129,6 +138,9 @@ impl Publisher {
             } else {
                 tracing::info!(camera = %cam.id, "camera removed: clearing its retained topics");
                 let mut topics = vec![self.topics.camera_status(&cam.id)];
+                if cam.snapshot.take().is_some() {
+                    topics.push(self.topics.snapshot(&cam.id));
+                }
                 let streams = std::iter::once(&cam.whole).chain(cam.regions.values());
                 for stream in streams {
                     if stream.debouncer.is_some() {
@@ -141,6 +153,7 @@ impl Publisher {
                 if let Some(d) = discovery.as_mut() {
                     d.cameras.retain(|c| c != cam.id.as_ref());
                     topics.extend(d.config_topics(&cam.id));
+                    d.snapshots.retain(|c| c != cam.id.as_ref());
                 }
                 for topic in topics {
                     outbox.push_urgent(topics::cleared(topic));

@@ -1,6 +1,7 @@
 //! Home Assistant MQTT discovery: per camera, a sensor whose state is the debounced top-1
-//! label (the top-5 as attributes, refreshed at most every few seconds) and a sensor for
-//! the camera's status, and a label sensor per region
+//! label (the top-5 as attributes, refreshed at most every few seconds), a sensor for
+//! the camera's status and, with `snapshot = true`, an image entity showing its snapshot;
+//! and a label sensor per region
 //! (announced when the region is first classified), grouped under one device, available
 //! while `{prefix}/status` is `online`. Announced (retained) on every connection
 //! and again whenever Home Assistant publishes `online` on `{discovery_prefix}/status`.
@@ -22,6 +23,8 @@ pub struct Discovery {
     pub cameras: Vec<String>,
     /// (camera, region) of every region classified so far.
     pub regions: Vec<(String, String)>,
+    /// Cameras that publish snapshots (each gets an image entity).
+    pub snapshots: Vec<String>,
 }
 
 impl Discovery {
@@ -67,11 +70,43 @@ impl Discovery {
             .iter()
             .filter(|(c, _)| c == cam)
             .map(|(_, region)| discovery.sensor_config(&region_object(cam, region), "label"));
+        let image = self
+            .snapshots
+            .iter()
+            .any(|c| c == cam)
+            .then(|| discovery.image_config(cam));
         ["label", "status"]
             .iter()
             .map(|kind| discovery.sensor_config(cam, kind))
             .chain(regions)
+            .chain(image)
             .collect()
+    }
+
+    /// The config topic of camera `cam`'s image entity.
+    pub fn image_topic(&self, cam: &str) -> String {
+        self.topics().1.image_config(cam)
+    }
+
+    /// The retained discovery message of camera `cam`'s image entity: its snapshot (the
+    /// raw JPEG on `{prefix}/{camera}/snapshot`), under the same device.
+    pub fn image_message(&self, cam: &str) -> OutMsg {
+        let ours = self.topics().0;
+        let object = entity_object(&format!("{cam}_snapshot"));
+        let config = json!({
+            "name": format!("{cam} snapshot"),
+            "unique_id": format!("streamclassd_{}_{cam}_snapshot", self.node_id),
+            "object_id": object,
+            "default_entity_id": format!("image.{object}"),
+            "image_topic": ours.snapshot(cam),
+            "content_type": "image/jpeg",
+            "availability_topic": ours.status(),
+            "payload_available": "online",
+            "payload_not_available": "offline",
+            "icon": "mdi:camera",
+            "device": self.device(),
+        });
+        topics::retained(self.image_topic(cam), config.to_string().into_bytes())
     }
 
     /// A label sensor named `name` for the stream `stream` (a camera, or a region's
@@ -115,7 +150,7 @@ impl Discovery {
     pub fn messages_for(&self, cam: &str) -> Vec<OutMsg> {
         let ours = self.topics().0;
         let availability = ours.status();
-        let mut out = Vec::with_capacity(2);
+        let mut out = Vec::with_capacity(3);
         {
             let status = ours.camera_status(cam);
             let label_sensor = self.label_sensor(format!("{cam} label"), cam, cam);
@@ -139,6 +174,9 @@ impl Discovery {
             for (topic, config) in topics.into_iter().zip([label_sensor, status_sensor]) {
                 out.push(topics::retained(topic, config.to_string().into_bytes()));
             }
+        }
+        if self.snapshots.iter().any(|c| c == cam) {
+            out.push(self.image_message(cam));
         }
         out
     }
@@ -198,9 +236,10 @@ mod tests {
             attributes_interval: std::time::Duration::from_secs(5),
             cameras: vec!["front".into(), "back".into()],
             regions: vec![("front".into(), "door".into())],
+            snapshots: vec!["back".into()],
         };
         let msgs = d.messages();
-        assert_eq!(msgs.len(), 5);
+        assert_eq!(msgs.len(), 6);
         assert_eq!(
             msgs[0].topic,
             "homeassistant/sensor/streamclassd-garage_lan/front_label/config"
@@ -217,7 +256,22 @@ mod tests {
             "streamclassd_streamclassd-garage_lan"
         );
         assert!(msgs.iter().all(|m| m.retain));
-        let region = &msgs[4];
+        let image = &msgs[4];
+        assert_eq!(
+            image.topic,
+            "homeassistant/image/streamclassd-garage_lan/back_snapshot/config"
+        );
+        let v: Value = serde_json::from_slice(&image.payload).expect("json");
+        assert_eq!(v["image_topic"], "streamclassd/back/snapshot");
+        assert_eq!(v["content_type"], "image/jpeg");
+        assert_eq!(v["default_entity_id"], "image.back_snapshot");
+        assert_eq!(
+            v["unique_id"],
+            "streamclassd_streamclassd-garage_lan_back_snapshot"
+        );
+        assert_eq!(v["availability_topic"], "streamclassd/status");
+        assert_eq!(v["device"]["name"], "streamclassd garage_lan");
+        let region = &msgs[5];
         assert_eq!(
             region.topic,
             "homeassistant/sensor/streamclassd-garage_lan/front_region_door_label/config"
@@ -231,7 +285,7 @@ mod tests {
             "streamclassd_streamclassd-garage_lan"
         );
         assert_eq!(d.config_topics("front").len(), 3);
-        assert_eq!(d.config_topics("back").len(), 2);
+        assert_eq!(d.config_topics("back").len(), 3);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! [`cameras`] (per-camera topics, roster, statuses, rates), [`driver`] (the connection
 //! tasks), [`topics`] (every topic name and retained message), [`shutdown`] (drain and
 //! spool), [`client`] (rumqttc 3.1.1 and 5 behind one face), [`outbox`], [`spool`],
-//! [`payload`], [`debounce`], [`homeassistant`].
+//! [`payload`], [`debounce`], [`homeassistant`], [`snapshot`] (JPEGs of the frame on a
+//! label change, encoded on a thread of their own).
 
 mod cameras;
 pub mod client;
@@ -29,6 +30,7 @@ pub mod outbox;
 pub mod payload;
 mod shared;
 mod shutdown;
+mod snapshot;
 pub mod spool;
 mod stage;
 pub mod topics;

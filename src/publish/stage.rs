@@ -29,6 +29,8 @@ pub(super) struct Session {
     last_stats: Instant,
     /// The model the last classification came from (a reload may swap it).
     model_name: String,
+    /// Encodes snapshots, started when the first one is due.
+    pub(super) snapshots: Option<super::snapshot::Encoder>,
 }
 
 impl Publisher {
@@ -82,8 +84,12 @@ impl Publisher {
             last_refresh: Instant::now(),
             last_stats: Instant::now(),
             model_name,
+            snapshots: None,
         };
         self.serve(&rx, &mut session);
+        if let Some(encoder) = session.snapshots.take() {
+            encoder.finish();
+        }
         let report = self.drain(&rt, &mut session);
         self.stop_tasks(rt, stop_tx, session.shared.client(), [driver, feeder]);
         Ok(report)
@@ -179,6 +185,9 @@ impl Publisher {
         self.metrics.latency_seconds.observe(c.latency.total / 1e3);
         self.monitor.results.record(&c);
         self.monitor.frames.classified(cam, c.meta.index);
+        let region = c.region.as_ref().map(|r| r.name.as_ref());
+        let top1 = c.top.first().map(|t| t.index);
+        self.snapshot(s, cam, c.meta.index, region, top1);
         self.monitor.events.classification(&buf);
         let lost = s.shared.outbox().push(OutMsg {
             topic: labels_topic,

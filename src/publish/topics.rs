@@ -44,6 +44,12 @@ impl Topics {
         format!("{}/{stream}/top5", self.prefix)
     }
 
+    /// `{prefix}/{camera}/snapshot`: a JPEG of the frame whose debounced label changed
+    /// (retained, raw bytes; cameras with `snapshot = true`).
+    pub fn snapshot(&self, camera: &str) -> String {
+        format!("{}/{camera}/snapshot", self.prefix)
+    }
+
     /// `{prefix}/{camera}/status`: the camera's state and counters (retained).
     pub fn camera_status(&self, camera: &str) -> String {
         format!("{}/{camera}/status", self.prefix)
@@ -88,6 +94,14 @@ impl DiscoveryTopics {
             self.discovery_prefix, self.node_id
         )
     }
+
+    /// The config topic of a camera's snapshot image entity.
+    pub fn image_config(&self, camera: &str) -> String {
+        format!(
+            "{}/image/{}/{camera}_snapshot/config",
+            self.discovery_prefix, self.node_id
+        )
+    }
 }
 
 /// A retained state message at QoS 1: it jumps the queue and never expires.
@@ -118,6 +132,7 @@ mod tests {
         assert_eq!(t.labels("door"), "home/cams/door/labels");
         assert_eq!(t.label("door"), "home/cams/door/label");
         assert_eq!(t.camera_status("door"), "home/cams/door/status");
+        assert_eq!(t.snapshot("door"), "home/cams/door/snapshot");
         let d = DiscoveryTopics::new("homeassistant", "garage");
         assert_eq!(d.birth(), "homeassistant/status");
         assert_eq!(
