@@ -39,6 +39,9 @@ cameras   1, 2, 4, 8, 16 live cameras (one RTSP server, 640x360 at 25 frames/s e
           (``--cameras-s``, 30 s) that opens 3 s after every camera has published its
           first frame. ``--camera-counts``, ``--camera-models``, ``--camera-batches``
           pick a subset.
+console   16 live cameras at capacity (keyframes only, 5/s each) with no viewer, a console open (bench/viewers.py
+          asks what console.js asks) and one MJPEG client, alternating: classified frames/s
+          and its ratio to no viewer, cores, JPEG encodes per second and ms per encode.
 int8      EfficientNet-Lite0 (real ImageNet weights) FP32 vs its static INT8 quantization
           (scripts/gen/quantize_int8.py, calibrated on even frames of the real-photo clip):
           bare frames/s on 1 and 2 threads, and top-1 agreement with FP32 on the odd
@@ -280,9 +283,12 @@ def stack_rss_kb(pid: int) -> tuple[int, int]:
 
 
 def daemon_config(port: int, model: pathlib.Path, threads: int, preset: str,
-                  cameras: list[tuple[str, str, dict]], max_batch: int | None = None) -> str:
+                  cameras: list[tuple[str, str, dict]], max_batch: int | None = None,
+                  admin: int | None = None) -> str:
     text = (f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "bench"\nqos = 1\n'
             f'outbox_max = 1000000\n\n[model]\npath = "{model}"\nthreads = {threads}\n')
+    if admin is not None:
+        text = f'[admin]\nlisten = "127.0.0.1:{admin}"\n\n' + text
     if max_batch is not None:
         text += f"max_batch = {max_batch}\n"
     text += f'\n[model.preprocess]\npreset = "{preset}"\n'
@@ -477,12 +483,23 @@ def section_threads(a, ctx) -> dict:
     return out
 
 
+def metric_sums(port: int, name: str) -> tuple[float, float]:
+    """(sum, count) of histogram `name` on the admin listener's /metrics."""
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    get = lambda suffix: float(re.search(rf"^{name}_{suffix}\S* (\S+)$", text, re.M).group(1))
+    return get("sum"), get("count")
+
+
 def camera_run(a, ctx, clip: pathlib.Path, model: pathlib.Path, cams_extra: list[dict],
-               max_batch: int, preset: str = "torchvision") -> dict:
+               max_batch: int, preset: str = "torchvision", viewers: str | None = None) -> dict:
     """One run of live cameras, all reading `clip` from one RTSP server: classified
     frames/s per camera, cores per stage and the server's, RSS. The window (``--cameras-s``)
     opens 3 s after every camera has published once (one that never does within 120 s
-    counts as 0)."""
+    counts as 0). With `viewers` ("console" or "mjpeg", bench/viewers.py) the admin listener
+    is on and they watch from the start of those 3 s to the end of the window; JPEG encodes
+    in the window come from streamclassd_jpeg_encode_seconds."""
+    admin = free_port() if viewers else None
     n = len(cams_extra)
     server = Rtsp(clip)
     sub = Collector(ctx["broker"].port, "bench/+/labels")
@@ -498,12 +515,26 @@ def camera_run(a, ctx, clip: pathlib.Path, model: pathlib.Path, cams_extra: list
                 break
             time.sleep(0.2)
         window["all_started"] = len(seen) == n
+        watching = (subprocess.Popen([PY, "-B", str(ROOT / "bench/viewers.py"), viewers, str(admin)]
+                                     + [c for c, _, _ in cams], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+                    if viewers and viewers != "none" else None)
         window["start"] = time.time() + 3.0
         window["end"] = window["start"] + a.cameras_s
         time.sleep(window["start"] - time.time())
+        enc = metric_sums(admin, "streamclassd_jpeg_encode_seconds") if admin else (0, 0)
+        viewer_cpu = cpu_seconds(watching.pid)["total"] if watching else 0.0
         before = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"], wakeups(pid))
         time.sleep(window["end"] - time.time())
         after = (cpu_seconds(pid), cpu_seconds(server.proc.pid)["total"], wakeups(pid))
+        if watching:
+            window["viewer_cores"] = (cpu_seconds(watching.pid)["total"] - viewer_cpu) / a.cameras_s
+        enc_after = metric_sums(admin, "streamclassd_jpeg_encode_seconds") if admin else (0, 0)
+        window["encodes"] = enc_after[1] - enc[1]
+        window["encode_ms"] = ((enc_after[0] - enc[0]) * 1e3 / window["encodes"]
+                               if window["encodes"] else None)
+        window["viewers"] = (json.loads(watching.communicate(timeout=60)[0]) if watching
+                             else {})
         window["wakeups_per_s"] = {k: (v - before[2].get(k, 0)) / a.cameras_s
                                    for k, v in after[2].items() if not k.endswith("_threads")}
         window["threads"] = {k[:-len("_threads")]: v for k, v in after[2].items()
@@ -516,7 +547,7 @@ def camera_run(a, ctx, clip: pathlib.Path, model: pathlib.Path, cams_extra: list
 
     try:
         cfg = daemon_config(ctx["broker"].port, model, a.threads, preset, cams,
-                            max_batch=max_batch)
+                            max_batch=max_batch, admin=admin)
         run = run_daemon(ctx["work"], cfg, until=measure)
     finally:
         time.sleep(0.5)
@@ -545,7 +576,9 @@ def camera_run(a, ctx, clip: pathlib.Path, model: pathlib.Path, cams_extra: list
             # stacks hold resident
             "threads": window.get("threads", {}), "wakeups_per_s": window.get("wakeups_per_s", {}),
             "stacks": window.get("stacks"), "stack_rss_kb": window.get("stack_rss_kb"),
-            "skipped": sum(c.get("skipped", 0) for c in run["cameras"].values())}
+            "skipped": sum(c.get("skipped", 0) for c in run["cameras"].values()),
+            "jpeg_encodes": window["encodes"], "jpeg_encode_ms": window["encode_ms"],
+            "viewers": window["viewers"], "viewer_cores": window.get("viewer_cores", 0.0)}
 
 
 def log_run(r: dict) -> None:
@@ -642,6 +675,38 @@ def section_regions(a, ctx) -> dict:
     return out
 
 
+def section_console(a, ctx) -> dict:
+    """16 live 640x360 cameras at full rate (fps = 0, at capacity) on the benchmark's
+    model, with no viewer, with a console open (a tile per camera, its poll and event
+    stream) and with one MJPEG client, alternating runs: total classified frames/s and its
+    ratio to no viewer, cores, JPEG encodes and ms per encode in the window."""
+    clip = ROOT / "target/test-fixtures/clip.mp4"
+    n = a.console_cameras
+    runs: dict[str, list[dict]] = {"none": [], "console": [], "mjpeg": []}
+    for i in range(a.repeats):
+        for kind in runs:
+            log(f"console: {n} cameras, {a.model.stem}, viewers {kind} ({i + 1}/{a.repeats}), "
+                f"{a.cameras_s:.0f} s window")
+            r = camera_run(a, ctx, clip, a.model, [{"fps": 0, "decode": "keyframes"}] * n, 4,
+                           viewers=kind)
+            log_run(r)
+            log(f"  JPEG encodes {r['jpeg_encodes']:.0f} ({r['jpeg_encode_ms'] or 0:.2f} ms each), "
+                f"viewers {r['viewers']}, their process {r['viewer_cores']:.2f} cores")
+            runs[kind].append(r)
+    out = {"cameras": n, "model": a.model.stem, "runs": runs}
+    base = statistics.median(r["classified_fps"] for r in runs["none"])
+    for kind, rs in runs.items():
+        out[kind] = {"classified_fps": med([r["classified_fps"] for r in rs]),
+                     "ratio_to_none": med([r["classified_fps"] / base for r in rs]),
+                     "cores": med([r["cpu_cores"]["total"] for r in rs]),
+                     "encodes_per_s": med([r["jpeg_encodes"] / r["window_s"] for r in rs]),
+                     "encode_ms": med([r["jpeg_encode_ms"] for r in rs if r["jpeg_encode_ms"]])
+                     if any(r["jpeg_encode_ms"] for r in rs) else None,
+                     "rss_steady_mb": med([r["rss_steady_mb"] or 0 for r in rs]),
+                     "viewer_cores": med([r["viewer_cores"] for r in rs])}
+    return out
+
+
 def section_int8(a, ctx) -> dict:
     sys.path.insert(0, str(ROOT / "scripts/gen"))
     sys.dont_write_bytecode = True  # no scripts/gen/__pycache__ in the tree
@@ -676,7 +741,7 @@ def section_int8(a, ctx) -> dict:
 SECTIONS = {"bare": section_bare, "e2e": section_e2e, "latency": section_latency,
             "baseline": section_baseline, "threads": section_threads,
             "cameras": section_cameras, "decode": section_decode, "regions": section_regions,
-            "int8": section_int8}
+            "console": section_console, "int8": section_int8}
 
 
 # ---- report -----------------------------------------------------------------------------
@@ -805,6 +870,20 @@ def report(r: dict) -> str:
             lines.append(f"| {k} | {v['inputs_per_frame']['median']:.0f} | {fmt(v['frame_ms'])} | "
                          f"{ratio} | {added} | {fmt(v['preprocess_ms'], 2)} | "
                          f"{fmt(v['inference_ms'])} | {fmt(v['rss_peak_mb'], 0)} |")
+    if "console" in s:
+        c = s["console"]
+        lines += ["", f"| {c['cameras']} cameras at capacity ({c['model']}), watched by | "
+                  "classified frames/s | × no viewer | streamclassd cores | JPEG encodes/s | "
+                  "ms per encode | RSS steady MB | viewer process cores |",
+                  "|---|---|---|---|---|---|---|---|"]
+        names = {"none": "nobody", "console": "a console (a tile per camera)",
+                 "mjpeg": "one MJPEG client"}
+        for kind, name in names.items():
+            v = c[kind]
+            enc = fmt(v["encode_ms"], 2) if v["encode_ms"] else "–"
+            lines.append(f"| {name} | {fmt(v['classified_fps'])} | {fmt(v['ratio_to_none'], 3)} | "
+                         f"{fmt(v['cores'], 2)} | {fmt(v['encodes_per_s'])} | {enc} | "
+                         f"{fmt(v['rss_steady_mb'], 0)} | {fmt(v['viewer_cores'], 2)} |")
     return "\n".join(lines)
 
 
@@ -827,6 +906,7 @@ def main() -> int:
     ap.add_argument("--decode-counts-360", default=None, help="decode section, 360p cameras: e.g. 16,32,64")
     ap.add_argument("--decode-modes", default="all,keyframes,auto", help="decode section: decode values")
     ap.add_argument("--region-counts", default="0,1,2,4", help="regions section: regions per frame")
+    ap.add_argument("--console-cameras", type=int, default=16, help="console section: cameras")
     ap.add_argument("--report", metavar="JSON", help="print the table of a saved run and exit")
     a = ap.parse_args()
     if a.report:
