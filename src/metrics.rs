@@ -7,6 +7,7 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -38,6 +39,12 @@ pub struct Metrics {
     pub viewers: Gauge,
     /// MQTT snapshots encoded and queued.
     pub snapshots: Counter,
+    /// Connections that went to another server than the one before.
+    pub broker_failovers: Counter,
+    /// Label messages sent again on a new connection after a lost one had written them.
+    pub mqtt_resent: Counter,
+    /// 1 for the server connected to, 0 for those connected to before.
+    broker_servers: Family<Vec<(String, String)>, Gauge>,
     model_loaded: AtomicBool,
 }
 
@@ -258,7 +265,47 @@ fn stage_seconds(
     Ok(())
 }
 
+/// The broker's fail-over metrics, registered together.
+struct BrokerMetrics {
+    failovers: Counter,
+    resent: Counter,
+    servers: Family<Vec<(String, String)>, Gauge>,
+}
+
+impl BrokerMetrics {
+    fn register(registry: &mut Registry) -> BrokerMetrics {
+        let m = BrokerMetrics {
+            failovers: Counter::default(),
+            resent: Counter::default(),
+            servers: Family::default(),
+        };
+        registry.register(
+            "streamclassd_broker_failovers",
+            "Connections made to another server of mqtt.servers than the one before.",
+            m.failovers.clone(),
+        );
+        registry.register(
+            "streamclassd_mqtt_resent",
+            "Label messages sent again on a new connection after the lost one had written them (possible duplicates; seq tells them apart).",
+            m.resent.clone(),
+        );
+        registry.register(
+            "streamclassd_broker_server_connected",
+            "1 for the MQTT server connected to now, 0 for servers connected to before.",
+            m.servers.clone(),
+        );
+        m
+    }
+}
+
 impl Metrics {
+    /// The `streamclassd_broker_server_connected` gauge of `server` (`host:port`).
+    pub fn broker_server(&self, server: &str) -> Gauge {
+        self.broker_servers
+            .get_or_create(&vec![("server".to_owned(), server.to_owned())])
+            .clone()
+    }
+
     pub fn new(status: Arc<StatusBoard>) -> Metrics {
         let mut registry = Registry::default();
         let inference_seconds = Histogram::new([
@@ -277,6 +324,7 @@ impl Metrics {
             Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25]);
         let viewers = Gauge::default();
         let snapshots = Counter::default();
+        let broker = BrokerMetrics::register(&mut registry);
         registry.register(
             "streamclassd_snapshots",
             "MQTT snapshots (retained JPEGs on {prefix}/{camera}/snapshot) encoded and queued.",
@@ -345,6 +393,9 @@ impl Metrics {
             reload_failures,
             jpeg_encode_seconds,
             snapshots,
+            broker_failovers: broker.failovers,
+            mqtt_resent: broker.resent,
+            broker_servers: broker.servers,
             viewers,
             model_loaded: AtomicBool::new(false),
         }

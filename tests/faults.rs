@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{
-    at_least, config, fixtures, labels, Broker, Daemon, Message, RtspServer, Subscriber, PATIENCE,
+    assert_complete_in_order, at_least, config, fixtures, labels, Broker, Daemon, Message,
+    RtspServer, Subscriber, PATIENCE,
 };
-use serde_json::Value;
 
 fn photos() -> String {
     fixtures().join("photos.mp4").display().to_string()
@@ -18,31 +17,6 @@ fn photos() -> String {
 
 fn count(topic: &str) -> impl Fn(&[Message]) -> bool + '_ {
     move |m: &[Message]| m.iter().filter(|m| m.topic == topic).count() > 0
-}
-
-/// Checks that `msgs` hold every seq in `0..n` and that first deliveries come in order;
-/// returns the number of duplicates (allowed by QoS 1).
-fn assert_complete_in_order(msgs: &[Value], n: u64) -> usize {
-    let seqs: Vec<u64> = msgs
-        .iter()
-        .map(|m| m["seq"].as_u64().expect("seq"))
-        .collect();
-    let unique: BTreeSet<u64> = seqs.iter().copied().collect();
-    let missing: Vec<u64> = (0..n).filter(|s| !unique.contains(s)).collect();
-    assert!(missing.is_empty(), "missing seq {missing:?} of 0..{n}");
-    assert_eq!(unique.len() as u64, n, "unexpected extra seq: {unique:?}");
-    let mut seen = BTreeSet::new();
-    let mut last = None;
-    for s in &seqs {
-        if seen.insert(*s) {
-            assert!(
-                last.is_none_or(|l| *s > l),
-                "seq {s} arrived after {last:?}"
-            );
-            last = Some(*s);
-        }
-    }
-    seqs.len() - unique.len()
 }
 
 /// Waits for a daemon on photos.mp4 that lost its broker to exit 0 (everything confirmed);

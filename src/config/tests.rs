@@ -38,8 +38,8 @@ source = "clip.mp4"
 #[test]
 fn minimal_config_gets_documented_defaults() {
     let c = parse(MINIMAL).expect("valid");
-    assert_eq!(c.mqtt.host, "127.0.0.1");
-    assert_eq!(c.mqtt.port, 1883);
+    assert_eq!(c.mqtt.servers.len(), 1);
+    assert_eq!(c.mqtt.servers[0].to_string(), "127.0.0.1:1883");
     assert_eq!(c.mqtt.topic_prefix, "streamclassd");
     assert_eq!(c.mqtt.qos, Qos::AtLeastOnce);
     assert!(c.mqtt.client_id.starts_with("streamclassd-"));

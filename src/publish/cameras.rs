@@ -74,7 +74,13 @@ impl Publisher {
             .filter_map(|(i, id)| self.status.snapshot(*i).map(|(_, s)| (id.as_ref(), s)))
             .collect();
         let depth = shared.outbox().pending();
-        let stats = payload::encode_stats(&cams, started.elapsed().as_secs(), depth);
+        let (server, failovers) = shared.broker();
+        let broker = payload::Broker {
+            server,
+            failovers,
+            resent: self.metrics.mqtt_resent.get(),
+        };
+        let stats = payload::encode_stats(&cams, started.elapsed().as_secs(), depth, &broker);
         shared
             .outbox()
             .push_urgent(topics::retained(self.topics.stats(), stats));

@@ -13,6 +13,11 @@ use rumqttc::{ConnectReturnCode, Outgoing, Packet, QoS};
 
 use super::config::{MqttConfig, MqttProtocol, Qos};
 use super::outbox::OutMsg;
+use super::servers::Server;
+
+/// Seconds a connection may take, TCP and TLS handshake and CONNACK together; a cluster
+/// node that holds back CONNACK (while it takes over a session) is left for the next.
+pub const CONNECT_TIMEOUT_S: u64 = 5;
 
 /// What the event loop reported, reduced to what the publisher acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +35,43 @@ pub enum NetEvent {
         payload: Vec<u8>,
     },
     Other,
+}
+
+/// A lost or refused connection: in words, and whether the peer just closed it (no
+/// reason given: reset, end of stream), which is how some brokers refuse what they do
+/// not support.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetError {
+    pub text: String,
+    pub closed: bool,
+}
+
+impl NetError {
+    fn of(e: &(dyn std::error::Error + 'static)) -> NetError {
+        let text = e.to_string();
+        let mut closed = ["closed by peer", "reset by peer", "Broken pipe"]
+            .iter()
+            .any(|t| text.contains(t));
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                closed |= matches!(
+                    io.kind(),
+                    ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+                );
+            }
+            cur = err.source();
+        }
+        NetError { text, closed }
+    }
+
+    fn refused(text: String) -> NetError {
+        NetError {
+            text,
+            closed: false,
+        }
+    }
 }
 
 pub enum Client {
@@ -91,15 +133,17 @@ fn qos5(q: Qos) -> QoS5 {
 }
 
 impl Connector {
-    /// A new client and its event loop, not yet connected (its first poll connects). The
-    /// publisher makes one per connection, so nothing from a lost connection lingers.
-    pub fn open(&self) -> (Client, Connection) {
+    /// A new client for `server` and its event loop, not yet connected (its first poll
+    /// connects, within [`CONNECT_TIMEOUT_S`]). The publisher makes one per connection,
+    /// so nothing from a lost connection lingers.
+    pub fn open(&self, server: &Server) -> (Client, Connection) {
         let c = self;
         let m = &c.mqtt;
+        let (host, port) = (server.host.clone(), server.port);
         let keep_alive = Duration::from_secs(m.keep_alive_s.into());
         match m.protocol {
             MqttProtocol::V311 => {
-                let mut o = rumqttc::MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
+                let mut o = rumqttc::MqttOptions::new(m.client_id.clone(), host, port);
                 o.set_keep_alive(keep_alive);
                 o.set_last_will(rumqttc::LastWill::new(
                     c.will_topic.clone(),
@@ -114,12 +158,13 @@ impl Connector {
                 if let Some(tls) = &c.tls {
                     o.set_transport(tls.transport());
                 }
-                let (client, el) = rumqttc::AsyncClient::new(o, c.capacity);
+                let (client, mut el) = rumqttc::AsyncClient::new(o, c.capacity);
+                el.network_options.set_connection_timeout(CONNECT_TIMEOUT_S);
                 (Client::V4(client), Connection::V4(Box::new(el)))
             }
             MqttProtocol::V5 => {
-                let mut o =
-                    rumqttc::v5::MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
+                let mut o = rumqttc::v5::MqttOptions::new(m.client_id.clone(), host, port);
+                o.set_connection_timeout(CONNECT_TIMEOUT_S);
                 o.set_keep_alive(keep_alive);
                 o.set_last_will(m5::LastWill::new(
                     c.will_topic.clone(),
@@ -188,7 +233,7 @@ impl Client {
 
 impl Connection {
     /// Next event; an error is described in words (a refusal names its reason).
-    pub async fn poll(&mut self) -> Result<NetEvent, String> {
+    pub async fn poll(&mut self) -> Result<NetEvent, NetError> {
         match self {
             Connection::V4(el) => match el.poll().await {
                 Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => Ok(NetEvent::Connected),
@@ -201,22 +246,24 @@ impl Connection {
                 }),
                 Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => Ok(NetEvent::Disconnected),
                 Ok(_) => Ok(NetEvent::Other),
-                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => Err(format!(
-                    "broker refused the connection: {}",
-                    match code {
-                        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                        ConnectReturnCode::NotAuthorized => {
-                            "not authorized (check username and password)"
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                    Err(NetError::refused(format!(
+                        "broker refused the connection: {}",
+                        match code {
+                            ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                            ConnectReturnCode::NotAuthorized => {
+                                "not authorized (check username and password)"
+                            }
+                            ConnectReturnCode::BadClientId => "client id rejected",
+                            ConnectReturnCode::ServiceUnavailable => "service unavailable",
+                            ConnectReturnCode::RefusedProtocolVersion => {
+                                "protocol version not supported"
+                            }
+                            ConnectReturnCode::Success => "unexpected",
                         }
-                        ConnectReturnCode::BadClientId => "client id rejected",
-                        ConnectReturnCode::ServiceUnavailable => "service unavailable",
-                        ConnectReturnCode::RefusedProtocolVersion => {
-                            "protocol version not supported"
-                        }
-                        ConnectReturnCode::Success => "unexpected",
-                    }
-                )),
-                Err(e) => Err(e.to_string()),
+                    )))
+                }
+                Err(e) => Err(NetError::of(&e)),
             },
             Connection::V5(el) => match el.poll().await {
                 Ok(rumqttc::v5::Event::Incoming(m5::Packet::ConnAck(_))) => Ok(NetEvent::Connected),
@@ -235,10 +282,11 @@ impl Connection {
                     Ok(NetEvent::Disconnected)
                 }
                 Ok(_) => Ok(NetEvent::Other),
-                Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
-                    Err(format!("broker refused the connection: {code:?}"))
-                }
-                Err(e) => Err(e.to_string()),
+                Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => Err(NetError {
+                    text: format!("broker refused the connection: {code:?}"),
+                    closed: code == m5::ConnectReturnCode::UnsupportedProtocolVersion,
+                }),
+                Err(e) => Err(NetError::of(&e)),
             },
         }
     }

@@ -7,18 +7,25 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::servers::{self, Server, ServersOrder};
 use crate::problems::Problems;
 
 /// `[mqtt]`: where classifications go.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqtt {
-    /// Broker host name or address.
-    #[serde(default = "default_host")]
-    pub host: String,
-    /// Broker TCP port.
-    #[serde(default = "default_port")]
-    pub port: i64,
+    /// Broker host name or address (default 127.0.0.1).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Broker TCP port (default 1883).
+    #[serde(default)]
+    pub port: Option<i64>,
+    /// A broker cluster's nodes, `host:port` each, instead of `host`/`port`.
+    #[serde(default)]
+    pub servers: Option<Vec<String>>,
+    /// `in-order` (default) or `shuffle`.
+    #[serde(default)]
+    pub servers_order: Option<String>,
     /// First level of every topic: `{topic_prefix}/{camera}/labels`, `{topic_prefix}/status`.
     #[serde(default = "default_prefix")]
     pub topic_prefix: String,
@@ -80,8 +87,10 @@ pub struct RawMqtt {
 impl Default for RawMqtt {
     fn default() -> Self {
         Self {
-            host: default_host(),
-            port: default_port(),
+            host: None,
+            port: None,
+            servers: None,
+            servers_order: None,
             topic_prefix: default_prefix(),
             qos: default_qos(),
             client_id: None,
@@ -104,12 +113,6 @@ impl Default for RawMqtt {
     }
 }
 
-fn default_host() -> String {
-    "127.0.0.1".to_owned()
-}
-fn default_port() -> i64 {
-    1883
-}
 fn default_prefix() -> String {
     "streamclassd".to_owned()
 }
@@ -185,8 +188,9 @@ impl Qos {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MqttConfig {
-    pub host: String,
-    pub port: u16,
+    /// The brokers to connect to, one at a time (one unless `servers` lists a cluster).
+    pub servers: Vec<Server>,
+    pub servers_order: ServersOrder,
     pub topic_prefix: String,
     pub qos: Qos,
     pub client_id: String,
@@ -247,10 +251,7 @@ impl RawMqtt {
     /// Checks `[mqtt]`; relative paths are joined to `base`.
     pub fn check(self, base: &Path, p: &mut Problems) -> Option<MqttConfig> {
         let m = self;
-        if m.host.trim().is_empty() {
-            p.add("mqtt.host", "must not be empty");
-        }
-        let port = p.range("mqtt.port", m.port, 1, 65535);
+        let servers = servers::check(m.host, m.port, m.servers, m.servers_order, p);
         let qos = p
             .range("mqtt.qos", m.qos, 0, 2)
             .and_then(|q| Qos::from_level(q as u8));
@@ -300,9 +301,10 @@ impl RawMqtt {
                 "needs protocol = \"5\" (MQTT 3.1.1 has no message expiry)",
             );
         }
+        let (servers, servers_order) = servers?;
         Some(MqttConfig {
-            host: m.host,
-            port: port? as u16,
+            servers,
+            servers_order,
             topic_prefix: m.topic_prefix,
             qos: qos?,
             client_id,

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::client::{Client, Connection, Connector, NetEvent};
+use super::client::{Client, Connection, Connector, NetError, NetEvent};
+use super::config::{MqttProtocol, Qos};
+use super::servers::{Rotation, Server};
 use super::shared::Shared;
 use super::topics;
 use super::WINDOW;
@@ -77,45 +79,79 @@ pub(super) struct Driver {
     pub(super) shared: Arc<Shared>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) status_topic: String,
-    pub(super) broker: String,
+    /// The servers, in the order they are tried.
+    pub(super) servers: Rotation,
 }
 
 /// How a link ended.
 enum End {
     /// Told to stop (or our DISCONNECT went out).
     Stopped,
-    /// The connection failed or was lost; `connected`: it had been up.
-    Lost { error: String, connected: bool },
+    /// The connection failed or was lost; `connected`: it had been up; `proven`: it
+    /// confirmed a message or lasted [`PROVEN_AFTER`] (only then is the backoff reset, so
+    /// a server that accepts and then drops every connection is not hammered); `refused`:
+    /// the server refused one of our settings.
+    Lost {
+        error: String,
+        connected: bool,
+        proven: bool,
+        refused: bool,
+    },
 }
 
-/// Makes a link per connection until told to stop.
-pub(super) async fn drive(d: Driver, mut stop: watch::Receiver<bool>) {
+/// A connection up this long counts as working even if nothing was confirmed on it.
+const PROVEN_AFTER: Duration = Duration::from_secs(10);
+
+/// What one link saw of QoS 2, to tell a server that does not support it.
+#[derive(Default)]
+struct Qos2 {
+    /// The last PUBLISH written was QoS 2.
+    last_written: bool,
+    /// A QoS 2 exchange completed (PUBCOMP).
+    completed: bool,
+}
+
+/// Makes a link per connection, to one server after the other, until told to stop.
+pub(super) async fn drive(mut d: Driver, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     for link in 1u64.. {
-        let (client, connection) = d.connector.open();
+        let server = d.servers.current().clone();
+        let (client, connection) = d.connector.open(&server);
         let client = Arc::new(client);
         d.shared.set_client(link, client.clone());
-        let end = d
-            .serve(link, &client, connection, &mut backoff, &mut stop)
-            .await;
-        let End::Lost { error, connected } = end else {
+        let end = d.serve(link, &server, &client, connection, &mut stop).await;
+        let End::Lost {
+            error,
+            connected,
+            proven,
+            refused,
+        } = end
+        else {
             return;
         };
+        if proven {
+            backoff.reset();
+        }
         d.shared.connected.store(false, Ordering::SeqCst);
-        let pending = {
+        let (pending, resent) = {
             let mut outbox = d.shared.outbox();
-            outbox.close_link();
-            outbox.pending()
+            let resent = outbox.close_link();
+            (outbox.pending(), resent)
         };
+        d.metrics.mqtt_resent.inc_by(resent as u64);
         d.metrics.broker_connected.set(0);
+        d.metrics.broker_server(&server.to_string()).set(0);
         d.metrics.broker_errors.inc();
         let delay = backoff.next_delay();
-        let broker = &d.broker;
         let retry_in_ms = delay.as_millis() as u64;
-        if connected {
-            tracing::warn!(%broker, %error, pending, retry_in_ms, "lost MQTT broker");
+        d.servers.advance();
+        let next = d.servers.current();
+        if refused {
+            tracing::error!(%server, %error, pending, %next, retry_in_ms, "MQTT broker refused a setting");
+        } else if connected {
+            tracing::warn!(%server, %error, pending, resent, %next, retry_in_ms, "lost MQTT broker");
         } else {
-            tracing::warn!(%broker, %error, pending, retry_in_ms, "cannot reach MQTT broker");
+            tracing::warn!(%server, %error, pending, %next, retry_in_ms, "cannot reach MQTT broker");
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -124,18 +160,53 @@ pub(super) async fn drive(d: Driver, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// What a lost connection says, and whether it was the server refusing a setting: a
+/// connection that the server closed without a reason right after a QoS 2 PUBLISH, with
+/// no QoS 2 exchange completed, is how some brokers (NATS) refuse QoS 2; one closed in
+/// reply to an MQTT 5 CONNECT is how they refuse MQTT 5.
+fn explain(
+    server: &Server,
+    protocol: MqttProtocol,
+    qos2: &Qos2,
+    connected: bool,
+    e: NetError,
+) -> (String, bool) {
+    let text = e.text;
+    if !e.closed {
+        (text, false)
+    } else if !connected && protocol == MqttProtocol::V5 {
+        let error = format!(
+            "{server} refused MQTT 5 (mqtt.protocol = \"5\"): it closed the connection in \
+             reply to an MQTT 5 CONNECT; a broker without MQTT 5 (NATS 2.9, for one) needs \
+             protocol = \"3.1.1\" ({text})"
+        );
+        (error, true)
+    } else if connected && qos2.last_written && !qos2.completed {
+        let error = format!(
+            "QoS 2 not supported by this server: {server} closed the connection after a \
+             QoS 2 publish (set mqtt.qos = 1; {text})"
+        );
+        (error, true)
+    } else {
+        (text, false)
+    }
+}
+
 impl Driver {
     /// Polls one link's event loop until it fails or the publisher stops.
     async fn serve(
         &self,
         link: u64,
+        server: &Server,
         client: &Arc<Client>,
         mut connection: Connection,
-        backoff: &mut Backoff,
         stop: &mut watch::Receiver<bool>,
     ) -> End {
         let shared = &self.shared;
         let mut connected = false;
+        let mut qos2 = Qos2::default();
+        let mut up_since = None;
+        let mut confirmed = false;
         loop {
             let event = tokio::select! {
                 ev = connection.poll() => ev,
@@ -153,8 +224,8 @@ impl Driver {
             match event {
                 Ok(NetEvent::Connected) => {
                     connected = true;
-                    backoff.reset();
-                    self.connected(link, client);
+                    up_since = Some(tokio::time::Instant::now());
+                    self.connected(link, server, client);
                 }
                 Ok(NetEvent::Message { topic, payload }) => {
                     if birth_topic(shared).is_some_and(|t| t == topic) && payload == b"online" {
@@ -166,27 +237,48 @@ impl Driver {
                 Ok(NetEvent::Confirmed(pkid)) => {
                     let depth = {
                         let mut o = shared.outbox();
-                        o.on_confirmed(pkid);
+                        let qos = o.on_confirmed(pkid);
+                        confirmed |= qos.is_some();
+                        qos2.completed |= qos == Some(Qos::ExactlyOnce);
                         o.pending()
                     };
                     self.metrics.outbox_depth.set(depth as i64);
                     shared.changed();
                 }
                 Ok(NetEvent::Written(pkid)) => {
-                    shared.outbox().on_written(pkid);
+                    let qos = shared.outbox().on_written(pkid);
+                    qos2.last_written = qos == Some(Qos::ExactlyOnce);
                     shared.changed();
                 }
                 Ok(NetEvent::Disconnected) => return End::Stopped,
                 Ok(NetEvent::Other) => {}
-                Err(error) => return End::Lost { error, connected },
+                Err(e) => {
+                    let protocol = self.connector.mqtt.protocol;
+                    let (error, refused) = explain(server, protocol, &qos2, connected, e);
+                    let lasted = up_since.is_some_and(|t| t.elapsed() >= PROVEN_AFTER);
+                    return End::Lost {
+                        error,
+                        connected,
+                        proven: confirmed || lasted,
+                        refused,
+                    };
+                }
             }
         }
     }
 
-    /// The broker accepted link `link`: `online`, discovery, and messages may flow.
-    fn connected(&self, link: u64, client: &Arc<Client>) {
+    /// `server` accepted link `link`: `online` (the Last Will is set on every connection;
+    /// a cluster does not publish it when the node holding our session dies, so `online`
+    /// is said again on the new node), discovery, and messages may flow.
+    fn connected(&self, link: u64, server: &Server, client: &Arc<Client>) {
         let shared = &self.shared;
-        tracing::info!(broker = %self.broker, "connected to MQTT broker");
+        let name = server.to_string();
+        let (failovers, moved) = shared.connected_to(&name);
+        if moved {
+            self.metrics.broker_failovers.inc();
+        }
+        self.metrics.broker_server(&name).set(1);
+        tracing::info!(server = %name, failovers, "connected to MQTT broker");
         if !shared.stopping.load(Ordering::SeqCst) {
             shared.outbox().push_urgent(topics::retained(
                 self.status_topic.clone(),

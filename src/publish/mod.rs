@@ -28,6 +28,7 @@ mod driver;
 pub mod homeassistant;
 pub mod outbox;
 pub mod payload;
+pub mod servers;
 mod shared;
 mod shutdown;
 mod snapshot;

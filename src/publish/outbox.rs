@@ -101,9 +101,15 @@ impl Outbox {
     /// The open link is gone with its client: every message handed to it and not confirmed
     /// goes back to the head of its queue, in send order (a status message only if no newer
     /// one for its topic is waiting). A QoS 1 message the broker received but whose PUBACK
-    /// was lost is therefore delivered twice, as QoS 1 allows.
-    pub fn close_link(&mut self) {
+    /// was lost is therefore delivered twice, as QoS 1 allows. Returns how many label
+    /// messages go back that had been written (each may reach subscribers twice).
+    pub fn close_link(&mut self) -> usize {
         self.link = None;
+        let written = self
+            .awaiting
+            .iter()
+            .filter(|(_, m)| m.camera.is_some())
+            .count();
         let in_flight: Vec<OutMsg> = self
             .awaiting
             .drain(..)
@@ -117,6 +123,7 @@ impl Outbox {
                 self.urgent.push_front(m);
             }
         }
+        written
     }
 
     /// The next message to hand to the client, with the link it is for, if a link is
@@ -132,19 +139,21 @@ impl Outbox {
     }
 
     /// The client wrote a PUBLISH with packet id `pkid` (0 for QoS 0).
-    pub fn on_written(&mut self, pkid: u16) {
-        if let Some(m) = self.handed.pop_front() {
-            if m.qos != Qos::AtMostOnce && pkid != 0 {
-                self.awaiting.push_back((pkid, m));
-            }
+    /// Returns the written message's QoS.
+    pub fn on_written(&mut self, pkid: u16) -> Option<Qos> {
+        let m = self.handed.pop_front()?;
+        let qos = m.qos;
+        if m.qos != Qos::AtMostOnce && pkid != 0 {
+            self.awaiting.push_back((pkid, m));
         }
+        Some(qos)
     }
 
-    /// The broker confirmed `pkid` (PUBACK for QoS 1, PUBCOMP for QoS 2).
-    pub fn on_confirmed(&mut self, pkid: u16) {
-        if let Some(i) = self.awaiting.iter().position(|(p, _)| *p == pkid) {
-            self.awaiting.remove(i);
-        }
+    /// The broker confirmed `pkid` (PUBACK for QoS 1, PUBCOMP for QoS 2); returns the
+    /// confirmed message's QoS.
+    pub fn on_confirmed(&mut self, pkid: u16) -> Option<Qos> {
+        let i = self.awaiting.iter().position(|(p, _)| *p == pkid)?;
+        self.awaiting.remove(i).map(|(_, m)| m.qos)
     }
 
     /// Messages not yet confirmed: in flight first (in send order), then queued.

@@ -213,10 +213,22 @@ pub fn encode_top5(c: &Classification, labels: &Labels) -> Vec<u8> {
 }
 
 /// The retained `{prefix}/stats`: per-camera counters and states.
+/// The broker side of `{prefix}/stats`.
+#[derive(Debug, Clone, Default)]
+pub struct Broker {
+    /// The server connected to last (`host:port`).
+    pub server: Option<String>,
+    /// Times the connection moved to another server.
+    pub failovers: u64,
+    /// Label messages sent again on a new connection after being written on a lost one.
+    pub resent: u64,
+}
+
 pub fn encode_stats(
     cameras: &[(&str, CameraStatus)],
     uptime_s: u64,
     outbox_depth: usize,
+    broker: &Broker,
 ) -> Vec<u8> {
     let mut map = serde_json::Map::new();
     for (id, s) in cameras {
@@ -241,6 +253,8 @@ pub fn encode_stats(
     serde_json::json!({
         "uptime_s": uptime_s,
         "outbox_depth": outbox_depth,
+        "broker": {"server": broker.server, "failovers": broker.failovers,
+                   "resent": broker.resent},
         "cameras": map,
     })
     .to_string()

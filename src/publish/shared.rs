@@ -1,7 +1,7 @@
 //! What the publisher thread and its two tasks share: the outbox, the connection state and
 //! the wake-ups between them.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -23,9 +23,34 @@ pub(super) struct Shared {
     pub(super) discovery: Mutex<Option<homeassistant::Discovery>>,
     /// The client of the current link (see [`Outbox::open_link`]) and its number.
     client: Mutex<Option<(u64, Arc<Client>)>>,
+    /// The server connected to last (`host:port`), and how often that moved to another.
+    broker: Mutex<Option<String>>,
+    failovers: AtomicU64,
 }
 
 impl Shared {
+    /// The driver connected to `server`: (fail-overs so far, whether this was one, i.e.
+    /// the last connection was to another server).
+    pub(super) fn connected_to(&self, server: &str) -> (u64, bool) {
+        let mut last = self.broker.lock().unwrap_or_else(|e| e.into_inner());
+        let moved = last.as_deref().is_some_and(|l| l != server);
+        *last = Some(server.to_owned());
+        if moved {
+            return (self.failovers.fetch_add(1, Ordering::Relaxed) + 1, true);
+        }
+        (self.failovers.load(Ordering::Relaxed), false)
+    }
+
+    /// The server connected to last and the fail-overs so far.
+    pub(super) fn broker(&self) -> (Option<String>, u64) {
+        let last = self
+            .broker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (last, self.failovers.load(Ordering::Relaxed))
+    }
+
     pub(super) fn outbox(&self) -> MutexGuard<'_, Outbox> {
         // Nothing panics while holding this lock; if something did, the queues are
         // still consistent enough to deliver or spool.
@@ -71,6 +96,8 @@ impl Shared {
             progress: Notify::new(),
             discovery: Mutex::new(discovery),
             client: Mutex::new(None),
+            broker: Mutex::new(None),
+            failovers: AtomicU64::new(0),
         }
     }
 

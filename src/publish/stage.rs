@@ -12,6 +12,7 @@ use super::cameras::Cam;
 use super::client::Connector;
 use super::driver::{drive, feed, Driver};
 use super::outbox::{OutMsg, Outbox};
+use super::servers::Rotation;
 use super::shared::Shared;
 use super::{payload, topics, PublishReport, Publisher, Qos, STATUS_REFRESH, WINDOW};
 use crate::messages::Classification;
@@ -69,7 +70,7 @@ impl Publisher {
             shared: shared.clone(),
             metrics: self.metrics.clone(),
             status_topic: self.topics.status(),
-            broker: format!("{}:{}", self.mqtt.host, self.mqtt.port),
+            servers: Rotation::new(self.mqtt.servers.clone(), self.mqtt.servers_order),
         };
         let driver = rt.spawn(drive(driver, stop_rx.clone()));
         let expiry = self.mqtt.message_expiry;

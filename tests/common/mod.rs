@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
+pub mod nats;
 pub mod reference;
 pub mod tls;
 
@@ -795,4 +796,29 @@ pub fn wait_for_metric(port: u16, series: &str, min: f64) -> Option<f64> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Checks that `msgs` hold every seq in `0..n` and that first deliveries come in order;
+/// returns the number of duplicates (allowed by QoS 1).
+pub fn assert_complete_in_order(msgs: &[serde_json::Value], n: u64) -> usize {
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    let unique: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
+    let missing: Vec<u64> = (0..n).filter(|s| !unique.contains(s)).collect();
+    assert!(missing.is_empty(), "missing seq {missing:?} of 0..{n}");
+    assert_eq!(unique.len() as u64, n, "unexpected extra seq: {unique:?}");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last = None;
+    for s in &seqs {
+        if seen.insert(*s) {
+            assert!(
+                last.is_none_or(|l| *s > l),
+                "seq {s} arrived after {last:?}"
+            );
+            last = Some(*s);
+        }
+    }
+    seqs.len() - unique.len()
 }

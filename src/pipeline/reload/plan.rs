@@ -201,7 +201,7 @@ mod tests {
         };
         let old = config(TWO, "");
         let mut new = old.clone();
-        new.mqtt.port = 8883;
+        new.mqtt.servers[0].port = 8883;
         new.log_level = "debug".into();
         let plan = Plan::new(&old, &new, &files, &files);
         assert_eq!(plan.restart_needed, vec!["mqtt", "log"]);
