@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
@@ -268,6 +269,53 @@ fn the_api_serves_classified_frames_streams_and_events_and_drops_a_stalled_viewe
         "{detail}"
     );
     assert_eq!(detail["regions"][0]["region"], "right");
+
+    // Twenty viewers at once, ten on MJPEG and ten fetching stills: every one is served
+    // classified frames of the height it asked for, and publishing goes on meanwhile.
+    let published = sub.on(topic).len();
+    let clients: Vec<std::thread::JoinHandle<Vec<u64>>> = (0..20)
+        .map(|i| {
+            std::thread::spawn(move || {
+                if i % 2 == 0 {
+                    let (_, parts) = mjpeg_parts(admin, "/api/cameras/cam/stream.mjpeg?h=90", 3);
+                    for (_, jpeg) in &parts {
+                        assert_eq!(decode(jpeg).rows(), 90);
+                    }
+                    parts.into_iter().map(|(f, _)| f).collect()
+                } else {
+                    (0..3)
+                        .map(|_| {
+                            let (head, jpeg) = until_ok(admin, "/api/cameras/cam/latest.jpg?h=90");
+                            assert_eq!(decode(&jpeg).rows(), 90);
+                            header_value(&head, "X-Frame")
+                                .and_then(|f| f.parse().ok())
+                                .expect("X-Frame")
+                        })
+                        .collect()
+                }
+            })
+        })
+        .collect();
+    let mut shown = HashSet::new();
+    for c in clients {
+        let frames = c.join().expect("a viewer failed");
+        assert_eq!(frames.len(), 3);
+        shown.extend(frames);
+    }
+    // Each frame shown is one that has its MQTT message.
+    let has_all = |m: &[common::Message]| {
+        let classified: HashSet<u64> = m
+            .iter()
+            .filter(|m| m.topic == topic)
+            .filter_map(|m| m.json()["frame"].as_u64())
+            .collect();
+        shown.is_subset(&classified)
+    };
+    assert!(sub.wait_until(PATIENCE, has_all), "{shown:?}");
+    assert!(
+        sub.wait_until(PATIENCE, at_least(topic, published + 10)),
+        "publishing stopped while 20 viewers watched"
+    );
 
     // A viewer that stops reading: dropped once its writes time out, and publishing goes on.
     let viewers = "streamclassd_viewers";

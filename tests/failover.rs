@@ -78,10 +78,7 @@ fn losing_the_connected_nats_node_loses_no_label() {
             .collect::<Vec<_>>()
     );
     let dupes = assert_complete_in_order(&labels(&sub, "fo/cam/labels"), n);
-    let timeline: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("MQTT broker"))
-        .collect();
+    let timeline: Vec<&str> = log.lines().filter(|l| l.contains("MQTT broker")).collect();
     eprintln!(
         "fail-over: {n} labels, {dupes} duplicates at the subscriber\n{}",
         timeline.join("\n")
