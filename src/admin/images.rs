@@ -17,7 +17,7 @@ use super::api::millis;
 use super::{text, Admin, MAX_STREAMS};
 use crate::metrics::Metrics;
 use crate::monitor::frames::{JpegKey, Shot};
-use crate::monitor::jpeg::{self, HEIGHTS};
+use crate::monitor::jpeg::HEIGHTS;
 
 /// How often at most an MJPEG stream re-marks its camera as watched while no frame comes.
 const REWATCH: Duration = Duration::from_secs(5);
@@ -93,18 +93,11 @@ impl Admin {
         let overlay = key.overlay.then(|| self.monitor.overlay(camera));
         let metrics = self.metrics.clone();
         let made = tokio::task::spawn_blocking(move || {
-            shot.jpeg(key, |image| {
-                let t = Instant::now();
-                let jpeg = jpeg::render(image, key, overlay.as_ref());
-                metrics
-                    .jpeg_encode_seconds
-                    .observe(t.elapsed().as_secs_f64());
-                jpeg
-            })
+            shot.render(key, overlay.as_ref(), &metrics.jpeg_encode_seconds)
         })
         .await;
         match made {
-            Ok(Ok((bytes, _))) => Ok(bytes),
+            Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }

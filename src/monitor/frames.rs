@@ -65,6 +65,23 @@ impl Shot {
         )
     }
 
+    /// The JPEG for `key` (with `overlay` drawn when the key asks for it): rendered the
+    /// first time it is asked for, the time that took observed in `timing`.
+    pub fn render(
+        &self,
+        key: JpegKey,
+        overlay: Option<&super::jpeg::Overlay>,
+        timing: &prometheus_client::metrics::histogram::Histogram,
+    ) -> opencv::Result<Bytes> {
+        let made = self.jpeg(key, |image| {
+            let t = Instant::now();
+            let jpeg = super::jpeg::render(image, key, overlay);
+            timing.observe(t.elapsed().as_secs_f64());
+            jpeg
+        });
+        made.map(|(bytes, _)| bytes)
+    }
+
     /// The JPEG for `key`: made by `make` the first time it is asked for, the same bytes
     /// afterwards. The second return is whether `make` ran.
     pub fn jpeg<E>(
@@ -172,6 +189,10 @@ impl Frames {
     /// How `camera`'s snapshots are encoded; `None`: it publishes none.
     pub fn snapshot(&self, camera: usize) -> Option<JpegKey> {
         let slot = self.slot(camera);
+        // `always` is set exactly while a spec is: no lock for a camera without snapshots.
+        if !slot.always.load(Ordering::Relaxed) {
+            return None;
+        }
         let spec = *slot.snapshot.lock().unwrap_or_else(|e| e.into_inner());
         spec
     }

@@ -12,7 +12,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -22,7 +21,6 @@ use super::stage::Session;
 use super::{debounce, topics, Publisher};
 use crate::metrics::Metrics;
 use crate::monitor::frames::{JpegKey, Shot};
-use crate::monitor::jpeg;
 
 /// Requests waiting for the encoder, at most (label changes are rare; a burst beyond
 /// this drops the oldest request of the burst, and the camera's next change sends again).
@@ -67,16 +65,8 @@ fn encode_all(rx: &Receiver<Job>, shared: &Shared, metrics: &Metrics) {
             if jobs.iter().any(|j| j.topic == job.topic) {
                 continue;
             }
-            let made = job.shot.jpeg(job.key, |image| {
-                let t = Instant::now();
-                let made = jpeg::render(image, job.key, None);
-                metrics
-                    .jpeg_encode_seconds
-                    .observe(t.elapsed().as_secs_f64());
-                made
-            });
-            match made {
-                Ok((bytes, _)) => {
+            match job.shot.render(job.key, None, &metrics.jpeg_encode_seconds) {
+                Ok(bytes) => {
                     metrics.snapshots.inc();
                     shared
                         .outbox()
