@@ -3,18 +3,19 @@
 //! daemon's own session settings and pre-made input tensors.
 //!
 //! ```text
-//! cargo run --release --example ort_workers -- MODEL.onnx [WORKERS] [THREADS] [FRAMES] [REPEATS]
+//! cargo run --release --example ort_workers -- MODEL.onnx [WORKERS] [THREADS] [FRAMES] [REPEATS] [shared|separate]
 //! ```
 //! Prints the total frames/s (median over REPEATS runs of FRAMES frames per worker, all
-//! workers at once) and the process's resident memory once the sessions are open (each
-//! session holds its own copy of the weights).
+//! workers at once) and the process's resident memory once the sessions are open:
+//! `shared` (the default) opens the workers as the daemon does (one copy of the
+//! optimized weights for all), `separate` lets each session keep its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use streamclassd::config::Config;
-use streamclassd::inference::{load_runtime, InferenceWorker};
+use streamclassd::inference::{load_runtime, open_workers, InferenceWorker};
 
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -30,28 +31,39 @@ fn rss_mb() -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: ort_workers MODEL [WORKERS] [THREADS] [FRAMES] [REPEATS]";
+    let usage = "usage: ort_workers MODEL [WORKERS] [THREADS] [FRAMES] [REPEATS] [shared|separate]";
     let model = PathBuf::from(args.get(1).ok_or_else(|| anyhow::anyhow!(usage))?);
     let workers: usize = args.get(2).map_or(Ok(2), |s| s.parse())?;
     let threads: usize = args.get(3).map_or(Ok(1), |s| s.parse())?;
     let frames: usize = args.get(4).map_or(Ok(50), |s| s.parse())?;
     let repeats: usize = args.get(5).map_or(Ok(3), |s| s.parse())?;
+    let shared = match args.get(6).map(String::as_str) {
+        None | Some("shared") => true,
+        Some("separate") => false,
+        Some(other) => anyhow::bail!("{other:?}: expected shared or separate\n{usage}"),
+    };
     let runtime = load_runtime(None)?;
     let text = format!(
-        "[model]\npath = {:?}\nthreads = {threads}\nmax_batch = 1\n[[camera]]\nid = \"x\"\nsource = \"x\"\n",
+        "[model]\npath = {:?}\nthreads = {threads}\nworkers = {workers}\nmax_batch = 1\n[[camera]]\nid = \"x\"\nsource = \"x\"\n",
         model.display().to_string()
     );
     let cfg = Config::parse(&text, Path::new("."))
         .map_err(|e| anyhow::anyhow!("{e:?}"))?
         .model;
     let before = rss_mb();
-    let mut sessions = Vec::with_capacity(workers);
-    let mut len = 0;
-    for _ in 0..workers {
-        let (worker, spec) = InferenceWorker::open(&cfg, &runtime)?;
-        len = spec.tensor_len();
-        sessions.push(worker);
-    }
+    let (sessions, len) = if shared {
+        let (sessions, spec) = open_workers(&cfg, &runtime)?;
+        (sessions, spec.tensor_len())
+    } else {
+        let mut sessions = Vec::with_capacity(workers);
+        let mut len = 0;
+        for _ in 0..workers {
+            let (worker, spec) = InferenceWorker::open(&cfg, &runtime)?;
+            len = spec.tensor_len();
+            sessions.push(worker);
+        }
+        (sessions, len)
+    };
     let opened = rss_mb();
     let mut seed = 1u32;
     let tensor: Arc<Vec<f32>> = Arc::new(
@@ -100,7 +112,8 @@ fn main() -> anyhow::Result<()> {
         .collect();
     rates.sort_by(f64::total_cmp);
     println!(
-        "{workers} worker(s) x {threads} thread(s): {:.2} frames/s median over {repeats} runs ({:?}); RSS {:.0} MB with the sessions open ({:.0} MB for them)",
+        "{workers} worker(s) x {threads} thread(s), {}: {:.2} frames/s median over {repeats} runs ({:?}); RSS {:.0} MB with the sessions open ({:.0} MB for them)",
+        if shared { "shared weights" } else { "separate weights" },
         rates[rates.len() / 2],
         rates.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>(),
         opened,

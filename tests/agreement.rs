@@ -14,7 +14,7 @@ use opencv::prelude::*;
 use opencv::videoio::{VideoCapture, CAP_FFMPEG};
 use serde_json::Value;
 use streamclassd::config::Config;
-use streamclassd::inference::{load_runtime, InferenceWorker, Runtime};
+use streamclassd::inference::{load_runtime, open_workers, Runtime};
 use streamclassd::labels::Labels;
 use streamclassd::preprocess::Preprocessor;
 
@@ -29,13 +29,19 @@ fn photos() -> PathBuf {
 
 /// Raw output rows, one per frame of `video`, through the daemon's own stages.
 fn daemon_logits(model: &Path, preprocess: &str, video: &Path) -> Vec<Vec<f32>> {
+    logits_with(model, preprocess, video, "threads = 2")
+}
+
+/// As [`daemon_logits`], with the workers and threads `parallel` gives: frame i runs on
+/// worker i mod the number of workers, as the daemon opens them.
+fn logits_with(model: &Path, preprocess: &str, video: &Path, parallel: &str) -> Vec<Vec<f32>> {
     let text = format!(
-        "[model]\npath = {:?}\nthreads = 2\n[model.preprocess]\n{preprocess}\n\
+        "[model]\npath = {:?}\n{parallel}\n[model.preprocess]\n{preprocess}\n\
          [[camera]]\nid = \"x\"\nsource = \"x\"\n",
         model.display().to_string()
     );
     let cfg = Config::parse(&text, Path::new(".")).expect("config").model;
-    let (mut worker, spec) = InferenceWorker::open(&cfg, runtime()).expect("model");
+    let (mut workers, spec) = open_workers(&cfg, runtime()).expect("model");
     let mut pre = Preprocessor::new(spec);
     let mut cap = VideoCapture::from_file(video, CAP_FFMPEG).expect("open");
     let mut tensor = vec![0f32; spec.tensor_len()];
@@ -46,6 +52,8 @@ fn daemon_logits(model: &Path, preprocess: &str, video: &Path) -> Vec<Vec<f32>> 
             break;
         }
         pre.run_into(&frame, &mut tensor).expect("preprocess");
+        let n = workers.len();
+        let worker = &mut workers[rows.len() % n];
         let (_, row) = worker.logits(&[tensor.as_slice()]).expect("inference");
         rows.push(row.to_vec());
     }
@@ -209,4 +217,44 @@ fn caffe_preset_matches_the_reference() {
     let ours = agreement(&got, &reference_logits("ref-resnet18-caffe.json"));
     report("ResNet-18 caffe preset, streamclassd vs reference", &ours);
     assert_faithful(&ours);
+}
+
+/// Workers that share one copy of the weights (the graph optimized once, its initializers
+/// handed to every session) answer as one session that optimized the model itself: real
+/// weights in float32, float16 and INT8, and a ResNet, on real photos.
+#[test]
+fn workers_sharing_the_weights_give_the_answers_of_one_session() {
+    let int8 = common::fixtures().join("efficientnet-lite0-int8.onnx");
+    let fp16 = common::fixtures().join("efficientnet-lite0-fp16.onnx");
+    let models = [
+        (fp16, "preset = \"tf-efficientnet-lite\""),
+        (
+            common::repo().join("models/efficientnet-lite0.onnx"),
+            "preset = \"tf-efficientnet-lite\"",
+        ),
+        (int8, "preset = \"tf-efficientnet-lite\""),
+        (
+            common::fixtures().join("resnet18.onnx"),
+            "preset = \"torchvision\"",
+        ),
+    ];
+    for (model, preset) in &models {
+        let one = logits_with(model, preset, &photos(), "threads = 1");
+        let shared = logits_with(model, preset, &photos(), "workers = 3\nthreads = 1");
+        assert_eq!(one.len(), shared.len());
+        assert!(one.len() >= 60, "{} frames", one.len());
+        let mut worst = 0f32;
+        for (a, b) in one.iter().zip(&shared) {
+            assert_eq!(top(a, 5), top(b, 5), "{}", model.display());
+            let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1.0);
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            worst = worst.max(diff / scale);
+        }
+        println!(
+            "{}: {} frames, largest difference {worst:.2e} of the largest logit",
+            model.display(),
+            one.len()
+        );
+        assert!(worst <= 1e-5, "{}: {worst}", model.display());
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::reference::{assert_top_matches, RefTop};
-use common::{config, fixtures, Broker, Daemon, Message, Subscriber, PATIENCE};
+use common::{config, fixtures, frames_per_worker, Broker, Daemon, Message, Subscriber, PATIENCE};
 use serde_json::Value;
 
 /// The independent reference (tests/reference/classify.py: OpenCV decode, numpy
@@ -183,6 +183,30 @@ fn two_cameras_are_both_fully_delivered_through_batched_inference() {
         "no batching happened (largest batch {largest})"
     );
     assert!(largest <= 4, "max_batch exceeded ({largest})");
+}
+
+#[test]
+fn two_workers_run_one_file_in_parallel_and_publish_it_in_order() {
+    let reference = reference();
+    let n = reference.frames.len() as u64;
+    let (sub, log) = run_to_completion(
+        "par",
+        &[("solo", &clip(), 0.0)],
+        "workers = 2\nthreads = 1\n",
+    );
+    let msgs = labels_of(&sub, "par", "solo");
+    let frames: Vec<u64> = (0..n).collect();
+    // Every frame, in order, each with the reference's answer, though later frames
+    // sometimes finished first on the other worker.
+    assert_well_formed(&msgs, "solo", &frames);
+    assert_matches_reference(&msgs, &reference);
+    // A file read at full speed has a frame in flight on each worker: both ran frames,
+    // and together every one.
+    let per_worker = frames_per_worker(&log);
+    assert_eq!(per_worker.len(), 2, "{per_worker:?}\n{log}");
+    assert!(per_worker.iter().all(|&(_, f)| f > 0), "{per_worker:?}");
+    assert_eq!(per_worker.iter().map(|&(_, f)| f).sum::<u64>(), n);
+    assert!(log.contains("workers share the optimized weights"), "{log}");
 }
 
 #[test]

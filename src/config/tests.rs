@@ -47,8 +47,13 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.model.name, "m");
     assert_eq!(c.model.labels, LabelsSource::ImageNet);
     assert_eq!(
-        (c.model.top_k, c.model.threads, c.model.max_batch),
-        (5, Threads::Count(2), 4)
+        (
+            c.model.top_k,
+            c.model.threads,
+            c.model.workers,
+            c.model.max_batch
+        ),
+        (5, Threads::Count(2), Threads::Count(1), 4)
     );
     assert_eq!(c.model.provider.kind, ExecutionProvider::Cpu);
     assert!(!c.model.provider.fallback_to_cpu);
@@ -236,12 +241,8 @@ fn threads_auto_and_gpu_providers_are_checked() {
     )
     .expect("valid");
     assert_eq!(c.model.threads, Threads::Auto);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let auto = Threads::Auto.resolve();
-    assert!(
-        auto >= 1 && auto <= cpus.max(1) && auto <= 16,
-        "{auto} of {cpus}"
-    );
+    // A GPU runs one worker, whatever the CPUs.
+    assert_eq!(c.model.parallelism().workers, 1);
     assert_eq!(c.model.provider.kind, ExecutionProvider::TensorRt);
     assert_eq!(c.model.provider.device_id, 1);
     assert_eq!(
@@ -362,4 +363,43 @@ fn snapshots_default_their_size_and_their_fields_need_snapshot() {
         "source = \"clip.mp4\"\nsnapshot = true\nsnapshot_height = 8",
     ));
     has(&got, "camera[0].snapshot_height: 8 is out of range");
+}
+
+#[test]
+fn workers_and_threads_resolve_from_the_cpus() {
+    use crate::inference::Parallelism;
+    let (a, n) = (Threads::Auto, Threads::Count);
+    let p = |w, t, gpu, cpus| {
+        let r = Parallelism::resolve(w, t, gpu, cpus);
+        (r.workers, r.threads)
+    };
+    // Given counts are kept.
+    assert_eq!(p(n(3), n(2), false, 2), (3, 2));
+    // Both "auto" on the CPU: one single-threaded worker per CPU of the budget (every CPU
+    // up to two, then one left to decoding, at most 16).
+    assert_eq!(p(a, a, false, 1), (1, 1));
+    assert_eq!(p(a, a, false, 2), (2, 1));
+    assert_eq!(p(a, a, false, 8), (7, 1));
+    assert_eq!(p(a, a, false, 64), (16, 1));
+    // One given: the other divides the budget by it, never below one.
+    assert_eq!(p(n(2), a, false, 8), (2, 3));
+    assert_eq!(p(a, n(2), false, 8), (3, 2));
+    assert_eq!(p(a, n(4), false, 2), (1, 4));
+    // A GPU: one worker; "auto" threads take the budget.
+    assert_eq!(p(a, a, true, 8), (1, 7));
+    assert_eq!(p(a, n(2), true, 8), (1, 2));
+    let bad = Config::parse(
+        "[mqtt]\nhost = \"h\"\n[model]\npath = \"m.onnx\"\nworkers = \"many\"\n\
+         [[camera]]\nid = \"c\"\nsource = \"rtsp://h/c\"\n",
+        Path::new("/"),
+    )
+    .expect_err("bad workers");
+    assert!(format!("{bad}").contains("model.workers"), "{bad}");
+    let zero = Config::parse(
+        "[mqtt]\nhost = \"h\"\n[model]\npath = \"m.onnx\"\nworkers = 0\n\
+         [[camera]]\nid = \"c\"\nsource = \"rtsp://h/c\"\n",
+        Path::new("/"),
+    )
+    .expect_err("zero workers");
+    assert!(format!("{zero}").contains("model.workers"), "{zero}");
 }

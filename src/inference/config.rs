@@ -24,9 +24,14 @@ pub struct RawModel {
     /// How many labels each message carries.
     #[serde(default = "default_top_k")]
     pub top_k: i64,
-    /// ONNX Runtime intra-op threads: a number, or `"auto"` (see `Threads::resolve`).
+    /// ONNX Runtime intra-op threads per worker: a number, or `"auto"` (see
+    /// `ModelConfig::parallelism`).
     #[serde(default = "default_threads")]
     pub threads: RawThreads,
+    /// Inference workers, each running whole frames on its own session (the sessions
+    /// share the prepacked weights): a number, or `"auto"`.
+    #[serde(default = "default_workers")]
+    pub workers: RawThreads,
     /// Where the model runs: `cpu` (default), `cuda` or `tensorrt`.
     #[serde(default)]
     pub execution_provider: ExecutionProvider,
@@ -58,6 +63,24 @@ pub enum RawThreads {
     Word(String),
 }
 
+impl RawThreads {
+    fn check(self, field: &str, what: &str, p: &mut Problems) -> Option<Threads> {
+        match self {
+            RawThreads::Count(n) => p
+                .range(field, n, 1, 256)
+                .map(|n| Threads::Count(n as usize)),
+            RawThreads::Word(w) if w == "auto" => Some(Threads::Auto),
+            RawThreads::Word(w) => {
+                p.add(
+                    field,
+                    format!("{w:?}: expected a number of {what} or \"auto\""),
+                );
+                None
+            }
+        }
+    }
+}
+
 fn default_labels() -> String {
     "imagenet".to_owned()
 }
@@ -66,6 +89,9 @@ fn default_top_k() -> i64 {
 }
 fn default_threads() -> RawThreads {
     RawThreads::Count(2)
+}
+fn default_workers() -> RawThreads {
+    RawThreads::Count(1)
 }
 fn default_max_batch() -> i64 {
     4
@@ -78,12 +104,14 @@ pub struct ModelConfig {
     pub labels: LabelsSource,
     pub top_k: usize,
     pub threads: Threads,
+    pub workers: Threads,
     pub provider: ProviderConfig,
     pub max_batch: usize,
     pub preprocess: PreprocessConfig,
 }
 
-/// ONNX Runtime's intra-op thread count.
+/// A count of ONNX Runtime intra-op threads or of workers, or `"auto"` (see
+/// [`Parallelism::resolve`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
     Count(usize),
@@ -91,23 +119,47 @@ pub enum Threads {
     Auto,
 }
 
-impl Threads {
-    /// The thread count. `auto`: every CPU up to two; beyond two, one CPU is left to the
-    /// cameras' decode and preprocess threads (measured on 2 CPUs with ResNet-50: 2
-    /// threads 14.5 frames/s end to end vs 9.6 with 1, but beside a decoder that keeps a
-    /// CPU busy 2 threads fall to 7.2 frames/s, below 1 thread's 9.3), at most 16.
-    pub fn resolve(self) -> usize {
-        match self {
-            Threads::Count(n) => n,
-            Threads::Auto => {
-                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                if cpus <= 2 {
-                    cpus
-                } else {
-                    (cpus - 1).min(16)
-                }
-            }
-        }
+/// How inference uses the CPUs: `workers` sessions, each running whole frames with
+/// `threads` intra-op threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parallelism {
+    pub workers: usize,
+    pub threads: usize,
+}
+
+impl Parallelism {
+    /// Resolves `workers` and `threads` on a machine with `cpus` CPUs for this process.
+    ///
+    /// The CPU budget is every CPU up to two; beyond two, one CPU is left to the cameras'
+    /// decode and preprocess threads (at most 16). `"auto"` fills the budget: on the CPU,
+    /// both `"auto"` give one worker per CPU of the budget with one thread each (frames in
+    /// parallel: a thread stalled by a decoder delays only its own frame; see the README's
+    /// measurements); with one of them given, the other divides the budget by it. A GPU
+    /// runs one worker: its session already overlaps the cameras' frames.
+    pub fn resolve(workers: Threads, threads: Threads, gpu: bool, cpus: usize) -> Parallelism {
+        let budget = if cpus <= 2 {
+            cpus.max(1)
+        } else {
+            (cpus - 1).min(16)
+        };
+        let (workers, threads) = match (workers, threads) {
+            (Threads::Count(w), Threads::Count(t)) => (w, t),
+            (Threads::Count(w), Threads::Auto) => (w, (budget / w).max(1)),
+            (Threads::Auto, Threads::Count(t)) if gpu => (1, t),
+            (Threads::Auto, Threads::Count(t)) => ((budget / t).max(1), t),
+            (Threads::Auto, Threads::Auto) if gpu => (1, budget),
+            (Threads::Auto, Threads::Auto) => (budget, 1),
+        };
+        Parallelism { workers, threads }
+    }
+}
+
+impl ModelConfig {
+    /// Workers and threads on this machine.
+    pub fn parallelism(&self) -> Parallelism {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let gpu = self.provider.kind != ExecutionProvider::Cpu;
+        Parallelism::resolve(self.workers, self.threads, gpu, cpus)
     }
 }
 
@@ -158,19 +210,8 @@ impl RawModel {
             file => LabelsSource::File(base.join(file)),
         };
         let top_k = p.range("model.top_k", self.top_k, 1, 1000);
-        let threads = match self.threads {
-            RawThreads::Count(n) => p
-                .range("model.threads", n, 1, 256)
-                .map(|n| Threads::Count(n as usize)),
-            RawThreads::Word(w) if w == "auto" => Some(Threads::Auto),
-            RawThreads::Word(w) => {
-                p.add(
-                    "model.threads",
-                    format!("{w:?}: expected a number of threads or \"auto\""),
-                );
-                None
-            }
-        };
+        let threads = self.threads.check("model.threads", "threads", p);
+        let workers = self.workers.check("model.workers", "workers", p);
         let device_id = p.range("model.device_id", self.device_id, 0, 255);
         let tensorrt = self.execution_provider == ExecutionProvider::TensorRt;
         if self.fp16 && !tensorrt {
@@ -193,6 +234,7 @@ impl RawModel {
             labels,
             top_k: top_k? as usize,
             threads: threads?,
+            workers: workers?,
             provider: ProviderConfig {
                 kind: self.execution_provider,
                 device_id: device_id? as i32,

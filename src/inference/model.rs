@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use ort::session::builder::SessionBuilder;
 use ort::session::Session;
+
+use super::shared::SharedWeights;
 use ort::value::{TensorElementType, ValueType};
 
 use super::config::{ExecutionProvider, ModelConfig, ProviderConfig};
@@ -190,19 +193,9 @@ fn with_provider(
 }
 
 /// Opens the session and checks the model's input and output.
-pub fn open_session(
-    cfg: &ModelConfig,
-    runtime: &Runtime,
-) -> Result<(Session, ModelIo), ModelError> {
-    std::fs::File::open(&cfg.path).map_err(|source| ModelError::Unreadable {
-        path: cfg.path.clone(),
-        source,
-    })?;
-    let invalid = |message: String| ModelError::Invalid {
-        path: cfg.path.clone(),
-        message,
-    };
-    let threads = cfg.threads.resolve();
+/// The daemon's session settings for `cfg`, with its execution provider.
+pub fn session_builder(cfg: &ModelConfig, runtime: &Runtime) -> Result<SessionBuilder, ModelError> {
+    let threads = cfg.parallelism().threads;
     let mut builder = Session::builder(&runtime.env)?
         .with_intra_threads(threads)?
         .with_inter_threads(1)?
@@ -218,10 +211,34 @@ pub fn open_session(
         }
         Err(e) => return Err(e),
     }
-    tracing::info!(provider = ?cfg.provider.kind, threads, "creating the inference session");
-    let session = builder
-        .commit_from_file(&cfg.path)
-        .map_err(|e| invalid(e.to_string()))?;
+    tracing::debug!(provider = ?cfg.provider.kind, threads, "creating an inference session");
+    Ok(builder)
+}
+
+/// Opens a session (on `shared`'s optimized graph and weights when given, else on the
+/// model file) and checks the model's input and output.
+pub fn open_session(
+    cfg: &ModelConfig,
+    runtime: &Runtime,
+    shared: Option<&SharedWeights>,
+) -> Result<(Session, ModelIo), ModelError> {
+    std::fs::File::open(&cfg.path).map_err(|source| ModelError::Unreadable {
+        path: cfg.path.clone(),
+        source,
+    })?;
+    let invalid = |message: String| ModelError::Invalid {
+        path: cfg.path.clone(),
+        message,
+    };
+    let builder = session_builder(cfg, runtime)?;
+    let session = match shared {
+        Some(shared) => shared.apply(builder)?.commit_from_file(shared.graph()),
+        None => {
+            let mut b = builder;
+            b.commit_from_file(&cfg.path)
+        }
+    }
+    .map_err(|e| invalid(e.to_string()))?;
 
     let input = session
         .inputs()

@@ -178,7 +178,7 @@ impl Cameras {
         })?;
         // The inference thread outlives every camera thread; if it is gone, the watch
         // loop notices and stops the run.
-        let _ = control.send(Control::Camera(rx));
+        let _ = control.send(Control::Camera { rx, live });
         if self.ends.len() <= index {
             self.ends.resize_with(index + 1, || None);
             self.preprocessed.resize(index + 1, 0);

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::admin::Admin;
 use crate::config::Config;
-use crate::inference::{self, Serving};
+use crate::inference::{self, Control, Serving};
+use crate::messages::{Classification, Scored};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::pool::Pool;
@@ -95,20 +96,19 @@ impl Stages {
         })?;
         let spec = Arc::new(SpecCell::new(model.spec));
         let serving = Serving {
-            worker: model.worker,
+            workers: model.workers,
             model: model.info,
             spec_generation: spec.generation(),
         };
-        let pools = inference::Pools {
-            tensors: tensors.clone(),
-            tops,
-        };
-        let beat = liveness.stage("inference", Duration::from_secs(60));
-        let (m, st) = (metrics.clone(), status.clone());
-        let inference = spawn("inference".into(), &bell, move || {
-            let _span = tracing::info_span!("inference").entered();
-            serving.run(control_rx, class_tx, &m, &st, &pools, beat)
-        })?;
+        let inference = spawn_inference(
+            serving,
+            (tensors.clone(), tops),
+            (control_rx, class_tx),
+            &metrics,
+            &status,
+            &liveness,
+            &bell,
+        )?;
         let mut cameras = Cameras::new(
             cancel.clone(),
             status.clone(),
@@ -147,6 +147,33 @@ impl Stages {
             running_since: Instant::now(),
         })
     }
+}
+
+/// The inference stage's thread: its workers serve what the control channel brings and
+/// send what they classified on.
+fn spawn_inference(
+    serving: Serving,
+    (tensors, tops): (Pool<Vec<f32>>, Pool<Vec<Scored>>),
+    (control_rx, class_tx): (Receiver<Control>, Sender<Classification>),
+    metrics: &Arc<Metrics>,
+    status: &Arc<StatusBoard>,
+    liveness: &Arc<Liveness>,
+    bell: &Bell,
+) -> Result<JoinHandle<()>, RunError> {
+    let pools = inference::Pools { tensors, tops };
+    let beat = liveness.stage("inference", Duration::from_secs(60));
+    let (m, st, live) = (metrics.clone(), status.clone(), liveness.clone());
+    spawn("inference".into(), bell, move || {
+        let _span = tracing::info_span!("inference").entered();
+        let deps = inference::ServingDeps {
+            metrics: &m,
+            status: &st,
+            pools: &pools,
+            liveness: &live,
+            beat,
+        };
+        serving.run(control_rx, class_tx, deps)
+    })
 }
 
 /// Home Assistant discovery, when configured; cameras join as the publisher sees them on

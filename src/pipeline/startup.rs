@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::capture::{CameraConfig, Source};
 use crate::config::Config;
-use crate::inference::{InferenceWorker, ModelConfig, Runtime};
+use crate::inference::{self, InferenceWorker, ModelConfig, Runtime};
 use crate::labels::Labels;
 use crate::messages::ModelInfo;
 use crate::preprocess::PreprocessSpec;
@@ -162,7 +162,7 @@ pub(super) fn check_sources<'a>(
 
 /// A model loaded, checked against its labels and warmed up: ready to serve.
 pub struct LoadedModel {
-    pub worker: InferenceWorker,
+    pub workers: Vec<InferenceWorker>,
     pub spec: PreprocessSpec,
     pub info: Arc<ModelInfo>,
 }
@@ -170,13 +170,16 @@ pub struct LoadedModel {
 /// Loads the labels and the model, checks that they agree, and warms the model up.
 pub fn load_model(cfg: &ModelConfig, runtime: &Runtime) -> Result<LoadedModel, RunError> {
     let labels = Labels::load(&cfg.labels)?;
-    let (worker, spec) = InferenceWorker::open(cfg, runtime)?;
+    let (workers, spec) = inference::open_workers(cfg, runtime)?;
+    let worker = &workers[0];
     labels.check_count(worker.io().classes)?;
     tracing::info!(
         model = %cfg.path.display(),
         input = %worker.io().input,
         batch = ?worker.io().batch,
         max_batch = worker.max_batch(),
+        workers = workers.len(),
+        threads = cfg.parallelism().threads,
         classes = worker.io().classes,
         layout = ?spec.layout,
         geometry = ?spec.geometry,
@@ -187,7 +190,7 @@ pub fn load_model(cfg: &ModelConfig, runtime: &Runtime) -> Result<LoadedModel, R
     // The model's parse is freed by now; hand its pages back.
     crate::memory::release_free_heap();
     Ok(LoadedModel {
-        worker,
+        workers,
         spec,
         info: Arc::new(ModelInfo {
             name: cfg.name.clone(),

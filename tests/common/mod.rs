@@ -702,16 +702,44 @@ pub fn config(
     cameras: &[(&str, &str, f64)],
     extra_model: &str,
 ) -> String {
+    // Two intra-op threads unless the test sets its own.
+    let threads = if extra_model.contains("threads") {
+        ""
+    } else {
+        "threads = 2\n"
+    };
     let mut s = format!(
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\ntopic_prefix = \"{prefix}\"\nqos = 1\n\
          client_id = \"{prefix}-daemon\"\n\n[model]\npath = \"{}\"\nname = \"resnet50\"\n\
-         threads = 2\n{extra_model}\n",
+         {threads}{extra_model}\n",
         model().display()
     );
     for (id, source, fps) in cameras {
         s += &format!("\n[[camera]]\nid = \"{id}\"\nsource = \"{source}\"\nfps = {fps}\n");
     }
     s
+}
+
+/// Frames each inference worker ran, from the lines the workers log when they stop.
+pub fn frames_per_worker(log: &str) -> Vec<(u64, u64)> {
+    let field = |l: &str, name: &str| -> Option<u64> {
+        l.split(&format!("{name}="))
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut out: Vec<(u64, u64)> = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once("inference worker stopped")
+                .map(|(_, rest)| rest)
+        })
+        .filter_map(|l| Some((field(l, "worker")?, field(l, "frames")?)))
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// A plain HTTP/1.0 GET: (status code, body).

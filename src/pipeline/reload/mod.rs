@@ -148,7 +148,7 @@ impl Reloader {
             // The worker is swapped first: frames made for the old input (if it changed)
             // are dropped by the new worker rather than fed to it.
             let _ = control.send(Control::Swap(Box::new(Serving {
-                worker: m.worker,
+                workers: m.workers,
                 model: m.info,
                 spec_generation,
             })));
