@@ -138,7 +138,10 @@ impl Config {
             (Some(h), Some(m)) => h.check(&m.client_id, &mut p),
             _ => None,
         };
-        let model = model.and_then(|m| m.check(base, &mut p));
+        let mut model = model.and_then(|m| m.check(base, &mut p));
+        if let Some(m) = &mut model {
+            m.fit(in_flight(&cameras));
+        }
         match (p.is_empty(), mqtt, model) {
             (true, Some(mqtt), Some(model)) => Ok(Config {
                 mqtt,
@@ -152,6 +155,14 @@ impl Config {
             _ => Err(ParseError::Invalid(p.into_vec())),
         }
     }
+}
+
+/// How many frames `cameras` can have in flight at once: one per live camera (latest
+/// frame wins), any number for a file.
+fn in_flight(cameras: &[CameraConfig]) -> usize {
+    cameras.iter().fold(0usize, |n, c| {
+        n.saturating_add(if c.source.is_live() { 1 } else { usize::MAX })
+    })
 }
 
 /// Every `[[camera]]`, checked one by one and then for duplicate ids.

@@ -366,28 +366,55 @@ fn snapshots_default_their_size_and_their_fields_need_snapshot() {
 }
 
 #[test]
-fn workers_and_threads_resolve_from_the_cpus() {
+fn workers_and_threads_resolve_from_the_cpus_and_the_cameras() {
     use crate::inference::Parallelism;
     let (a, n) = (Threads::Auto, Threads::Count);
-    let p = |w, t, gpu, cpus| {
-        let r = Parallelism::resolve(w, t, gpu, cpus);
+    let many = usize::MAX;
+    let p = |w, t, gpu, cpus, streams| {
+        let r = Parallelism::resolve(w, t, gpu, cpus, streams);
         (r.workers, r.threads)
     };
     // Given counts are kept.
-    assert_eq!(p(n(3), n(2), false, 2), (3, 2));
-    // Both "auto" on the CPU: one single-threaded worker per CPU of the budget (every CPU
-    // up to two, then one left to decoding, at most 16).
-    assert_eq!(p(a, a, false, 1), (1, 1));
-    assert_eq!(p(a, a, false, 2), (2, 1));
-    assert_eq!(p(a, a, false, 8), (7, 1));
-    assert_eq!(p(a, a, false, 64), (16, 1));
+    assert_eq!(p(n(3), n(2), false, 2, 1), (3, 2));
+    // Both "auto" on the CPU, for a file: one single-threaded worker per CPU of the budget
+    // (every CPU up to two, then one left to decoding, at most 16).
+    assert_eq!(p(a, a, false, 1, many), (1, 1));
+    assert_eq!(p(a, a, false, 2, many), (2, 1));
+    assert_eq!(p(a, a, false, 8, many), (7, 1));
+    assert_eq!(p(a, a, false, 64, many), (16, 1));
+    // One worker per frame the cameras can have in flight: one live camera gets one
+    // worker with the budget's threads, three live cameras three workers.
+    assert_eq!(p(a, a, false, 2, 1), (1, 2));
+    assert_eq!(p(a, a, false, 8, 1), (1, 7));
+    assert_eq!(p(a, a, false, 8, 3), (3, 2));
+    assert_eq!(p(a, a, false, 2, 2), (2, 1));
     // One given: the other divides the budget by it, never below one.
-    assert_eq!(p(n(2), a, false, 8), (2, 3));
-    assert_eq!(p(a, n(2), false, 8), (3, 2));
-    assert_eq!(p(a, n(4), false, 2), (1, 4));
+    assert_eq!(p(n(2), a, false, 8, 1), (2, 3));
+    assert_eq!(p(a, n(2), false, 8, many), (3, 2));
+    assert_eq!(p(a, n(2), false, 8, 2), (2, 2));
+    assert_eq!(p(a, n(4), false, 2, many), (1, 4));
     // A GPU: one worker; "auto" threads take the budget.
-    assert_eq!(p(a, a, true, 8), (1, 7));
-    assert_eq!(p(a, n(2), true, 8), (1, 2));
+    assert_eq!(p(a, a, true, 8, many), (1, 7));
+    assert_eq!(p(a, n(2), true, 8, many), (1, 2));
+    // From a config: the cameras it lists decide (on whatever CPUs this machine has).
+    let cfg = |cameras: &str| {
+        Config::parse(
+            &format!(
+                "[mqtt]\nhost = \"h\"\n[model]\npath = \"m.onnx\"\nworkers = \"auto\"\n\
+                 threads = \"auto\"\n{cameras}"
+            ),
+            Path::new("/"),
+        )
+        .expect("valid")
+        .model
+        .parallelism()
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let live = "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/a\"\n";
+    let file = "[[camera]]\nid = \"f\"\nsource = \"clip.mp4\"\n";
+    assert_eq!(cfg(live), Parallelism::resolve(a, a, false, cpus, 1));
+    assert_eq!(cfg(live).workers, 1);
+    assert_eq!(cfg(file), Parallelism::resolve(a, a, false, cpus, many));
     let bad = Config::parse(
         "[mqtt]\nhost = \"h\"\n[model]\npath = \"m.onnx\"\nworkers = \"many\"\n\
          [[camera]]\nid = \"c\"\nsource = \"rtsp://h/c\"\n",

@@ -105,6 +105,9 @@ pub struct ModelConfig {
     pub top_k: usize,
     pub threads: Threads,
     pub workers: Threads,
+    /// `workers` and `threads` resolved on this machine for the cameras configured (see
+    /// [`ModelConfig::fit`]): a reload that changes it loads the model again.
+    pub parallelism: Parallelism,
     pub provider: ProviderConfig,
     pub max_batch: usize,
     pub preprocess: PreprocessConfig,
@@ -128,27 +131,42 @@ pub struct Parallelism {
 }
 
 impl Parallelism {
-    /// Resolves `workers` and `threads` on a machine with `cpus` CPUs for this process.
+    /// Resolves `workers` and `threads` on a machine with `cpus` CPUs for this process,
+    /// for cameras that can have `streams` frames in flight at once (one per live camera,
+    /// any number for a file read at full speed).
     ///
     /// The CPU budget is every CPU up to two; beyond two, one CPU is left to the cameras'
-    /// decode and preprocess threads (at most 16). `"auto"` fills the budget: on the CPU,
-    /// both `"auto"` give one worker per CPU of the budget with one thread each (frames in
-    /// parallel: a thread stalled by a decoder delays only its own frame; see the README's
-    /// measurements); with one of them given, the other divides the budget by it. A GPU
-    /// runs one worker: its session already overlaps the cameras' frames.
-    pub fn resolve(workers: Threads, threads: Threads, gpu: bool, cpus: usize) -> Parallelism {
+    /// decode and preprocess threads (at most 16). `"auto"` fills the budget. On the CPU,
+    /// `workers = "auto"` runs frames in parallel, one worker per frame the cameras can
+    /// have in flight, up to the budget (a thread stalled by a decoder delays only its
+    /// own frame), and `threads = "auto"` divides the budget among the workers: one live
+    /// camera gets one worker across the budget's threads (its next frame waits for this
+    /// one, so a second worker would sit idle), two cameras or a file get two single-thread
+    /// workers on two CPUs. See the README's measurements. A GPU runs one worker: its
+    /// session already overlaps the cameras' frames.
+    pub fn resolve(
+        workers: Threads,
+        threads: Threads,
+        gpu: bool,
+        cpus: usize,
+        streams: usize,
+    ) -> Parallelism {
         let budget = if cpus <= 2 {
             cpus.max(1)
         } else {
             (cpus - 1).min(16)
         };
+        let fill = |per: usize| (budget / per).clamp(1, streams.max(1));
         let (workers, threads) = match (workers, threads) {
             (Threads::Count(w), Threads::Count(t)) => (w, t),
             (Threads::Count(w), Threads::Auto) => (w, (budget / w).max(1)),
             (Threads::Auto, Threads::Count(t)) if gpu => (1, t),
-            (Threads::Auto, Threads::Count(t)) => ((budget / t).max(1), t),
+            (Threads::Auto, Threads::Count(t)) => (fill(t), t),
             (Threads::Auto, Threads::Auto) if gpu => (1, budget),
-            (Threads::Auto, Threads::Auto) => (budget, 1),
+            (Threads::Auto, Threads::Auto) => {
+                let w = fill(1);
+                (w, (budget / w).max(1))
+            }
         };
         Parallelism { workers, threads }
     }
@@ -157,9 +175,15 @@ impl Parallelism {
 impl ModelConfig {
     /// Workers and threads on this machine.
     pub fn parallelism(&self) -> Parallelism {
+        self.parallelism
+    }
+
+    /// Resolves `workers` and `threads` for cameras that can have `streams` frames in
+    /// flight at once (see [`Parallelism::resolve`]).
+    pub fn fit(&mut self, streams: usize) {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let gpu = self.provider.kind != ExecutionProvider::Cpu;
-        Parallelism::resolve(self.workers, self.threads, gpu, cpus)
+        self.parallelism = Parallelism::resolve(self.workers, self.threads, gpu, cpus, streams);
     }
 }
 
@@ -228,13 +252,17 @@ impl RawModel {
         }
         let max_batch = p.range("model.max_batch", self.max_batch, 1, 256);
         let preprocess = self.preprocess.check(p);
-        Some(ModelConfig {
+        let mut model = ModelConfig {
             path,
             name,
             labels,
             top_k: top_k? as usize,
             threads: threads?,
             workers: workers?,
+            parallelism: Parallelism {
+                workers: 1,
+                threads: 1,
+            },
             provider: ProviderConfig {
                 kind: self.execution_provider,
                 device_id: device_id? as i32,
@@ -244,6 +272,9 @@ impl RawModel {
             },
             max_batch: max_batch? as usize,
             preprocess: preprocess?,
-        })
+        };
+        // Until the cameras are known: as if a file were read at full speed.
+        model.fit(usize::MAX);
+        Some(model)
     }
 }

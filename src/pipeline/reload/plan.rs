@@ -194,6 +194,26 @@ mod tests {
     }
 
     #[test]
+    fn auto_workers_follow_the_cameras_and_given_ones_do_not() {
+        let files = ModelFiles {
+            model: None,
+            labels: None,
+        };
+        let one = "[[camera]]\nid = \"a\"\nsource = \"rtsp://h/a\"\n";
+        let auto = "workers = \"auto\"\nthreads = \"auto\"";
+        // A second live camera can keep a second worker busy: with two CPUs or more,
+        // "auto" goes from one worker to two, and the model is loaded again for them.
+        let (old, new) = (config(one, auto), config(TWO, auto));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(old.model.parallelism().workers, 1);
+        assert_eq!(new.model.parallelism().workers, 2.min(cpus));
+        assert_eq!(Plan::new(&old, &new, &files, &files).model, cpus >= 2);
+        // Given counts do not depend on the cameras.
+        let given = "workers = 1\nthreads = 2";
+        assert!(!Plan::new(&config(one, given), &config(TWO, given), &files, &files).model);
+    }
+
+    #[test]
     fn connection_settings_need_a_restart() {
         let files = ModelFiles {
             model: None,
