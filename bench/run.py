@@ -5,7 +5,7 @@ Run it through ``scripts/bench`` (which builds everything and points at the proj
 ONNX Runtime)::
 
     scripts/bench [--model resnet50] [--threads 2] [--repeats 3] [--quick]
-                  [--sections bare,e2e,latency,baseline,threads,cameras,int8]
+                  [--sections bare,e2e,latency,baseline,threads,cameras,int8,workers]
                   [--json target/bench/bench.json]
 
 Sections (all on the same model, clip and thread settings):
@@ -46,6 +46,13 @@ int8      EfficientNet-Lite0 (real ImageNet weights) FP32 vs its static INT8 qua
           (scripts/gen/quantize_int8.py, calibrated on even frames of the real-photo clip):
           bare frames/s on 1 and 2 threads, and top-1 agreement with FP32 on the odd
           (held-out) frames.
+workers   frames in parallel against one frame across threads, on ResNet-18 and ResNet-50
+          (``--worker-models``): 1 worker × 2 threads, 2 × 1 and, on a bigger box, one
+          single-thread worker per CPU but one. Per layout: bare ONNX Runtime
+          (``examples/ort_workers``, the daemon's shared weights), e2e on the clip with
+          the ratio to bare 1 × 2, a live camera's capture→publish latency at 50% and
+          150% of that layout's own e2e capacity (one run each, with the frames/s it
+          published and the bound 2 × inference + 1 frame interval), RSS.
 
 Every timed figure is repeated (``--repeats``) and reported as the median with the range
 (min–max) of the runs: this machine is shared and noisy. ``--quick`` shortens runs and
@@ -73,6 +80,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target/release/streamclassd"
 ORT_BENCH = ROOT / "target/release/examples/ort_throughput"
+ORT_WORKERS = ROOT / "target/release/examples/ort_workers"
 PY = sys.executable
 SYS_PY = "/usr/bin/python3"  # GStreamer's Python bindings (the RTSP server) live here
 
@@ -284,9 +292,10 @@ def stack_rss_kb(pid: int) -> tuple[int, int]:
 
 def daemon_config(port: int, model: pathlib.Path, threads: int, preset: str,
                   cameras: list[tuple[str, str, dict]], max_batch: int | None = None,
-                  admin: int | None = None) -> str:
+                  admin: int | None = None, workers: int = 1) -> str:
     text = (f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\ntopic_prefix = "bench"\nqos = 1\n'
-            f'outbox_max = 1000000\n\n[model]\npath = "{model}"\nthreads = {threads}\n')
+            f'outbox_max = 1000000\n\n[model]\npath = "{model}"\nthreads = {threads}\n'
+            f'workers = {workers}\n')
     if admin is not None:
         text = f'[admin]\nlisten = "127.0.0.1:{admin}"\n\n' + text
     if max_batch is not None:
@@ -352,6 +361,40 @@ def bare(model: pathlib.Path, threads: int, frames: int, repeats: int) -> dict:
     return med(runs)
 
 
+def bare_parallel(model: pathlib.Path, workers: int, threads: int, frames: int,
+                  repeats: int) -> dict:
+    """Bare ONNX Runtime with `workers` sessions (the daemon's shared weights) each running
+    whole frames on `threads` intra-op threads, all at once: total frames/s, and RSS with
+    the sessions open."""
+    out = subprocess.run([str(ORT_WORKERS), str(model), str(workers), str(threads), str(frames),
+                          str(repeats), "shared"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "STREAMCLASSD_LOG": "warn"}).stdout
+    runs = [float(x) for x in re.findall(r'"([0-9.]+)"', out)]
+    rss = re.search(r"RSS ([0-9.]+) MB", out)
+    return {"frames_per_s": med(runs), "rss_mb": float(rss.group(1)) if rss else None}
+
+
+def latency_run(a, ctx, model: pathlib.Path, clip: pathlib.Path, threads: int,
+                workers: int = 1) -> dict:
+    """One live run: `clip` served by a real RTSP server, read by the daemon's camera
+    for ``a.latency_s``; capture→publish latency as a subscriber sees it."""
+    server = Rtsp(clip)
+    sub = Collector(ctx["broker"].port, "bench/c/labels")
+    try:
+        cfg = daemon_config(ctx["broker"].port, model, threads, a.preset,
+                            [("c", server.url, {"fps": 0})], workers=workers)
+        r = run_daemon(ctx["work"], cfg, duration=a.latency_s)
+    finally:
+        time.sleep(0.5)
+        msgs = sub.stop()
+        server.stop()
+    res = latency_from(msgs, skip_s=2.0)
+    res["rss"] = r["rss"]
+    res["dropped"] = r["cameras"]["c"]["dropped"]
+    res["frames"] = r["cameras"]["c"]["frames"]
+    return res
+
+
 # ---- sections ---------------------------------------------------------------------------
 
 def section_bare(a, ctx) -> dict:
@@ -388,7 +431,9 @@ def latency_from(msgs: list[tuple[float, dict]], skip_s: float) -> dict:
     lat = [(arr - captured_at(p)) * 1e3 for arr, p in msgs if arr - t0 >= skip_s]
     inf = [p["latency_ms"]["inference"] for arr, p in msgs if arr - t0 >= skip_s]
     third = max(1, len(lat) // 3)
-    return {"messages": len(lat), "p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
+    counted = [arr for arr, _ in msgs if arr - t0 >= skip_s]
+    span = counted[-1] - counted[0] if len(counted) > 1 else 0.0
+    return {"messages": len(lat), "published_fps": (len(lat) - 1) / span if span else 0.0, "p50": pct(lat, 50), "p90": pct(lat, 90), "p99": pct(lat, 99),
             "first_third_p50": statistics.median(lat[:third]),
             "last_third_p50": statistics.median(lat[-third:]),
             "inference_ms_p50": statistics.median(inf)}
@@ -408,21 +453,7 @@ def section_latency(a, ctx) -> dict:
         for i in range(a.repeats):
             log(f"latency at {int(load * 100)}% load ({rate:.1f} frames/s), {a.latency_s:.0f} s "
                 f"({i + 1}/{a.repeats})")
-            server = Rtsp(clip)
-            sub = Collector(ctx["broker"].port, "bench/c/labels")
-            try:
-                cfg = daemon_config(ctx["broker"].port, a.model, a.threads, a.preset,
-                                    [("c", server.url, {"fps": 0})])
-                r = run_daemon(ctx["work"], cfg, duration=a.latency_s)
-            finally:
-                time.sleep(0.5)
-                msgs = sub.stop()
-                server.stop()
-            res = latency_from(msgs, skip_s=2.0)
-            res["rss"] = r["rss"]
-            res["dropped"] = r["cameras"]["c"]["dropped"]
-            res["frames"] = r["cameras"]["c"]["frames"]
-            runs.append(res)
+            runs.append(latency_run(a, ctx, a.model, clip, a.threads))
         key = f"load_{int(load * 100)}"
         out[key] = {"source_fps": rate, "runs": runs}
         for k in ("p50", "p90", "p99", "first_third_p50", "last_third_p50", "inference_ms_p50"):
@@ -480,6 +511,58 @@ def section_threads(a, ctx) -> dict:
                                 [("c", str(a.clip), {"fps": 0})])
             runs.append(run_daemon(ctx["work"], cfg)["frames_per_s"])
         out[f"e2e_{threads}"] = med(runs)
+    return out
+
+
+def layouts(cpus: int) -> list[tuple[int, int]]:
+    """(workers, threads) compared: one session across 2 threads, 2 single-thread workers,
+    and on a bigger box one single-thread worker per CPU but one."""
+    out = [(1, 2), (2, 1)]
+    if cpus > 2:
+        out.append((min(cpus - 1, 16), 1))
+    return out
+
+
+def section_workers(a, ctx) -> dict:
+    """Frames in parallel (N workers × 1 thread) against one frame across threads (1 × 2),
+    per model: bare ONNX Runtime both ways, e2e on the clip (every frame) with its ratio to
+    bare 1 × 2, capture→publish latency of a live camera at 50% and 150% of each layout's
+    own e2e capacity, and RSS."""
+    out = {}
+    for name in a.worker_models:
+        model = ROOT / "models" / f"{name}.onnx"
+        res = {"bare_1x2": bare(model, 2, a.bare_frames, a.repeats), "layouts": {}}
+        base = res["bare_1x2"]["median"]
+        for workers, threads in layouts(os.cpu_count() or 1):
+            key = f"{workers}x{threads}"
+            log(f"workers: {name} {key}, bare")
+            lay = {"workers": workers, "threads": threads,
+                   "bare": bare_parallel(model, workers, threads, a.bare_frames, a.repeats)}
+            runs, rss = [], []
+            for i in range(a.repeats):
+                log(f"workers: {name} {key}, end to end ({i + 1}/{a.repeats})")
+                cfg = daemon_config(ctx["broker"].port, model, threads, a.preset,
+                                    [("c", str(a.clip), {"fps": 0})], workers=workers)
+                r = run_daemon(ctx["work"], cfg)
+                runs.append(r["frames_per_s"])
+                rss.append(r["rss"])
+            lay["e2e"] = med(runs)
+            lay["ratio_to_bare_1x2"] = med([x / base for x in runs])
+            lay["rss_peak_mb"] = med([r["peak_mb"] for r in rss])
+            lay["rss_steady_mb"] = med([r["steady_mb"] for r in rss])
+            cap = lay["e2e"]["median"]
+            for load in (0.5, 1.5):
+                rate = cap * load
+                clip = ctx["work"] / f"paced-{name}-{key}-{int(load * 100)}.mp4"
+                retime(a.clip, rate, clip)
+                log(f"workers: {name} {key}, latency at {int(load * 100)}% "
+                    f"({rate:.1f} frames/s), {a.latency_s:.0f} s")
+                r = latency_run(a, ctx, model, clip, threads, workers)
+                r["source_fps"] = rate
+                r["p99_bound_ms"] = 2 * r["inference_ms_p50"] + 1e3 / rate
+                lay[f"load_{int(load * 100)}"] = r
+            res["layouts"][key] = lay
+        out[name] = res
     return out
 
 
@@ -741,7 +824,7 @@ def section_int8(a, ctx) -> dict:
 SECTIONS = {"bare": section_bare, "e2e": section_e2e, "latency": section_latency,
             "baseline": section_baseline, "threads": section_threads,
             "cameras": section_cameras, "decode": section_decode, "regions": section_regions,
-            "console": section_console, "int8": section_int8}
+            "console": section_console, "int8": section_int8, "workers": section_workers}
 
 
 # ---- report -----------------------------------------------------------------------------
@@ -884,6 +967,23 @@ def report(r: dict) -> str:
             lines.append(f"| {name} | {fmt(v['classified_fps'])} | {fmt(v['ratio_to_none'], 3)} | "
                          f"{fmt(v['cores'], 2)} | {fmt(v['encodes_per_s'])} | {enc} | "
                          f"{fmt(v['rss_steady_mb'], 0)} | {fmt(v['viewer_cores'], 2)} |")
+    if "workers" in s:
+        lines += ["", "| model | workers × threads | bare frames/s | e2e frames/s | "
+                  "e2e / bare 1 × 2 | latency 50% load: p50 / p99 ms (bound) | "
+                  "latency 150% load: p50 / p99 ms (bound), frames/s published of offered | "
+                  "inference ms per frame | RSS steady / peak MB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, res in s["workers"].items():
+            for key, v in res["layouts"].items():
+                lo, hi = v["load_50"], v["load_150"]
+                lines.append(
+                    f"| {name} | {key.replace('x', ' × ')} | {fmt(v['bare']['frames_per_s'])} | "
+                    f"{fmt(v['e2e'])} | {fmt(v['ratio_to_bare_1x2'], 3)} | "
+                    f"{lo['p50']:.0f} / {lo['p99']:.0f} ({lo['p99_bound_ms']:.0f}) | "
+                    f"{hi['p50']:.0f} / {hi['p99']:.0f} ({hi['p99_bound_ms']:.0f}), "
+                    f"{hi['published_fps']:.1f} of {hi['source_fps']:.1f} | {hi['inference_ms_p50']:.1f} | "
+                    f"{fmt(v['rss_steady_mb'], 0)} / {fmt(v['rss_peak_mb'], 0)} |")
+            lines.append(f"| {name} | bare 1 × 2 (the baseline) | {fmt(res['bare_1x2'])} | | | | | | |")
     return "\n".join(lines)
 
 
@@ -907,6 +1007,8 @@ def main() -> int:
     ap.add_argument("--decode-modes", default="all,keyframes,auto", help="decode section: decode values")
     ap.add_argument("--region-counts", default="0,1,2,4", help="regions section: regions per frame")
     ap.add_argument("--console-cameras", type=int, default=16, help="console section: cameras")
+    ap.add_argument("--worker-models", default="resnet18,resnet50",
+                    help="workers section: models compared")
     ap.add_argument("--report", metavar="JSON", help="print the table of a saved run and exit")
     a = ap.parse_args()
     if a.report:
@@ -927,6 +1029,7 @@ def main() -> int:
                                             ("16" if a.quick else "16,32,64")).split(",") if x]
     a.decode_modes = a.decode_modes.split(",")
     a.region_counts = [int(x) for x in a.region_counts.split(",")]
+    a.worker_models = a.worker_models.split(",")
     sections = [x for x in a.sections.split(",") if x]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
