@@ -49,8 +49,10 @@ int8      EfficientNet-Lite0 (real ImageNet weights) FP32 vs its static INT8 qua
 workers   frames in parallel against one frame across threads, on ResNet-18 and ResNet-50
           (``--worker-models``): 1 worker × 2 threads, 2 × 1 and, on a bigger box, one
           single-thread worker per CPU but one. Per layout: bare ONNX Runtime
-          (``examples/ort_workers``, the daemon's shared weights), e2e on the clip with
-          the ratio to bare 1 × 2, a live camera's capture→publish latency at 50% and
+          (``examples/ort_workers``, the daemon's shared weights) and e2e on the clip,
+          in rounds that each start with bare 1 × 2 (each e2e run's ratio is to its own
+          round's baseline: the machine's speed drifts), then a live camera's
+          capture→publish latency at 50% and
           150% of that layout's own e2e capacity (one run each, with the frames/s it
           published and the bound 2 × inference + 1 frame interval), RSS.
 
@@ -525,43 +527,55 @@ def layouts(cpus: int) -> list[tuple[int, int]]:
 
 def section_workers(a, ctx) -> dict:
     """Frames in parallel (N workers × 1 thread) against one frame across threads (1 × 2),
-    per model: bare ONNX Runtime both ways, e2e on the clip (every frame) with its ratio to
-    bare 1 × 2, capture→publish latency of a live camera at 50% and 150% of each layout's
-    own e2e capacity, and RSS."""
+    per model, in rounds (``--repeats``): each round measures bare ONNX Runtime 1 × 2, then
+    every layout bare and end to end on the clip (every frame), so each e2e figure has a
+    baseline taken minutes, not a quarter of an hour, apart (this machine's speed drifts
+    by 10% and more over a run). Then a live camera's capture→publish latency at 50% and
+    150% of each layout's own e2e capacity, and RSS."""
     out = {}
     for name in a.worker_models:
         model = ROOT / "models" / f"{name}.onnx"
-        res = {"bare_1x2": bare(model, 2, a.bare_frames, a.repeats), "layouts": {}}
-        base = res["bare_1x2"]["median"]
-        for workers, threads in layouts(os.cpu_count() or 1):
-            key = f"{workers}x{threads}"
-            log(f"workers: {name} {key}, bare")
-            lay = {"workers": workers, "threads": threads,
-                   "bare": bare_parallel(model, workers, threads, a.bare_frames, a.repeats)}
-            runs, rss = [], []
-            for i in range(a.repeats):
-                log(f"workers: {name} {key}, end to end ({i + 1}/{a.repeats})")
-                cfg = daemon_config(ctx["broker"].port, model, threads, a.preset,
-                                    [("c", str(a.clip), {"fps": 0})], workers=workers)
+        lays = {f"{w}x{t}": {"workers": w, "threads": t, "bare": [], "e2e": [], "ratio": [],
+                             "rss": [], "stages": []}
+                for w, t in layouts(os.cpu_count() or 1)}
+        base_runs = []
+        for i in range(a.repeats):
+            log(f"workers: {name} round {i + 1}/{a.repeats}: bare 1 x 2")
+            base = bare(model, 2, a.bare_frames, 1)["median"]
+            base_runs.append(base)
+            for key, lay in lays.items():
+                log(f"workers: {name} round {i + 1}/{a.repeats}: {key} bare, end to end")
+                lay["bare"].append(bare_parallel(model, lay["workers"], lay["threads"],
+                                                 a.bare_frames, 1)["frames_per_s"]["median"])
+                cfg = daemon_config(ctx["broker"].port, model, lay["threads"], a.preset,
+                                    [("c", str(a.clip), {"fps": 0})], workers=lay["workers"])
                 r = run_daemon(ctx["work"], cfg)
-                runs.append(r["frames_per_s"])
-                rss.append(r["rss"])
-            lay["e2e"] = med(runs)
-            lay["ratio_to_bare_1x2"] = med([x / base for x in runs])
-            lay["rss_peak_mb"] = med([r["peak_mb"] for r in rss])
-            lay["rss_steady_mb"] = med([r["steady_mb"] for r in rss])
-            cap = lay["e2e"]["median"]
+                lay["e2e"].append(r["frames_per_s"])
+                lay["ratio"].append(r["frames_per_s"] / base)
+                lay["rss"].append(r["rss"])
+                lay["stages"].append(r["cameras"]["c"])
+        res = {"bare_1x2": med(base_runs), "bare_1x2_runs": base_runs, "layouts": {}}
+        for key, lay in lays.items():
+            v = {"workers": lay["workers"], "threads": lay["threads"],
+                 "bare": {"frames_per_s": med(lay["bare"])}, "e2e": med(lay["e2e"]),
+                 "ratio_to_bare_1x2": med(lay["ratio"]),
+                 "rss_peak_mb": med([r["peak_mb"] for r in lay["rss"]]),
+                 "rss_steady_mb": med([r["steady_mb"] for r in lay["rss"]]),
+                 "stage_ms_per_frame": {k: statistics.median(s[f"{k}_ms"] for s in lay["stages"])
+                                        for k in ("decode", "preprocess", "inference")},
+                 "runs": {"bare": lay["bare"], "e2e": lay["e2e"], "ratio": lay["ratio"]}}
+            cap = v["e2e"]["median"]
             for load in (0.5, 1.5):
                 rate = cap * load
                 clip = ctx["work"] / f"paced-{name}-{key}-{int(load * 100)}.mp4"
                 retime(a.clip, rate, clip)
                 log(f"workers: {name} {key}, latency at {int(load * 100)}% "
                     f"({rate:.1f} frames/s), {a.latency_s:.0f} s")
-                r = latency_run(a, ctx, model, clip, threads, workers)
+                r = latency_run(a, ctx, model, clip, lay["threads"], lay["workers"])
                 r["source_fps"] = rate
                 r["p99_bound_ms"] = 2 * r["inference_ms_p50"] + 1e3 / rate
-                lay[f"load_{int(load * 100)}"] = r
-            res["layouts"][key] = lay
+                v[f"load_{int(load * 100)}"] = r
+            res["layouts"][key] = v
         out[name] = res
     return out
 
