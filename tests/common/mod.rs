@@ -190,6 +190,16 @@ impl Broker {
         }
     }
 
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// Kills the broker (SIGKILL), as a crash would: what it had not saved is gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
