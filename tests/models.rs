@@ -37,6 +37,11 @@ fn open(
 
 /// Raw outputs for every 6th frame of the photo clip (20 frames, all six photos).
 fn outputs(model: &Path) -> (Vec<Vec<f32>>, Layout) {
+    outputs_where(model, |index| index % 6 == 0)
+}
+
+/// Raw outputs for the frames of the photo clip whose index `take` accepts, in order.
+fn outputs_where(model: &Path, take: impl Fn(u64) -> bool) -> (Vec<Vec<f32>>, Layout) {
     let (mut worker, spec) = open(model).expect("model opens");
     let mut pre = Preprocessor::new(spec);
     let mut cap = VideoCapture::from_file(common::fixtures().join("photos.mp4"), CAP_FFMPEG)
@@ -49,7 +54,7 @@ fn outputs(model: &Path) -> (Vec<Vec<f32>>, Layout) {
         if !cap.read(&mut frame).expect("read") || frame.empty() {
             break;
         }
-        if index % 6 == 0 {
+        if take(index) {
             pre.run_into(&frame, &mut tensor).expect("preprocess");
             rows.push(worker.logits(&[tensor.as_slice()]).expect("run").1.to_vec());
         }
@@ -144,6 +149,59 @@ fn int8_qdq_model_runs_and_mostly_agrees_with_float32() {
         same * 10 >= rows.len() * 8,
         "INT8 top-1 agrees on only {same}/{}",
         rows.len()
+    );
+}
+
+/// The INT8 fixture's report (`scripts/gen/quantize_int8.py --report-json`): agreement
+/// measured on frames the calibration never saw, and the figure those frames give.
+#[test]
+fn the_int8_report_measures_agreement_on_frames_kept_out_of_calibration() {
+    let path = common::fixtures().join("efficientnet-lite0-int8.report.json");
+    let text = std::fs::read_to_string(&path).expect("the INT8 fixture's report");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let frames = |key: &str| -> std::collections::BTreeSet<(String, u64)> {
+        report[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {text}"))
+            .iter()
+            .map(|f| {
+                let source = f[0].as_str().expect("source").to_owned();
+                (source, f[1].as_u64().expect("index"))
+            })
+            .collect()
+    };
+    let (calibration, held_out) = (frames("calibration"), frames("held_out"));
+    assert!(!calibration.is_empty() && !held_out.is_empty(), "{text}");
+    assert!(
+        calibration.is_disjoint(&held_out),
+        "frames both calibrated on and reported on: {:?}",
+        calibration.intersection(&held_out).collect::<Vec<_>>()
+    );
+    // The fixture's selection: even frames calibrate, odd ones are held out.
+    assert!(
+        calibration.iter().all(|(_, i)| i % 2 == 0),
+        "{calibration:?}"
+    );
+    assert!(held_out.iter().all(|(_, i)| i % 2 == 1), "{held_out:?}");
+    let agreement = &report["agreement"];
+    assert_eq!(agreement["frames"].as_u64(), Some(held_out.len() as u64));
+    // The daemon's own preprocessing and sessions on the frames the report names give
+    // its top-1 figure (within two frames: a near-tie may fall either way).
+    let named: std::collections::BTreeSet<u64> = held_out.iter().map(|(_, i)| *i).collect();
+    let take = |i: u64| named.contains(&i);
+    let fp32 = outputs_where(&common::repo().join("models/efficientnet-lite0.onnx"), take).0;
+    let int8 = outputs_where(&variant("-int8"), take).0;
+    assert_eq!((fp32.len(), int8.len()), (named.len(), named.len()));
+    let same = fp32
+        .iter()
+        .zip(&int8)
+        .filter(|(a, b)| argmax(a) == argmax(b))
+        .count() as u64;
+    let reported = agreement["top1_same"].as_u64().expect("top1_same");
+    assert!(
+        same.abs_diff(reported) <= 2,
+        "report says {reported} of {} top-1 identical, the frames give {same}",
+        named.len()
     );
 }
 

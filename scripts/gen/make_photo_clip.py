@@ -4,10 +4,13 @@
 Usage::
 
     make_photo_clip.py OUT.mp4 [--size 1280x720] [--frames-per-photo 25] [--fps 25]
+                       [--photos NAME,NAME,...]
 
 The photos are the labelled ones of ``tests/reference/photos.py`` (from the
 ``scikit-image`` wheel, no download): a cat, coffee, a rocket, a motorcycle, a camera on
-a tripod, plus the astronaut. Each photo is center-cut to the clip's aspect ratio, then
+a tripod, plus the astronaut (``--photos`` picks others among every photo the wheel
+ships, ``photos.py``'s ``photo_names``: footage disjoint from another clip's). Each
+photo is center-cut to the clip's aspect ratio, then
 shown for ``--frames-per-photo`` frames while the view zooms in from 100% to 80% of the
 photo and drifts sideways, so that consecutive frames differ as in real footage (OpenCV
 INTER_AREA / INTER_CUBIC to the output size). Frames are piped to ffmpeg as raw video and
@@ -27,7 +30,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository root, two folders up
 sys.path.insert(0, str(ROOT / "tests" / "reference"))
 sys.dont_write_bytecode = True  # no tests/reference/__pycache__ in the tree
-from photos import load_photos  # noqa: E402
+from photos import load_named, load_photos  # noqa: E402
 
 
 def frames_for(rgb: np.ndarray, size: tuple[int, int], n: int, seq: int):
@@ -55,9 +58,14 @@ def main() -> int:
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--frames-per-photo", type=int, default=25)
     ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--photos", default=None,
+                    help="comma-separated photo names (default: the labelled ones + astronaut)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    photos = load_photos(include_unlabeled=True)
+    if args.photos:
+        photos = [(n, rgb, ()) for n, rgb in load_named(args.photos.split(","))]
+    else:
+        photos = load_photos(include_unlabeled=True)
     cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(args.fps), "-i", "-",
            "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-threads", "1",

@@ -46,6 +46,22 @@ _PHOTOS = [
 _UNLABELED = [
     ("astronaut", lambda d: d.astronaut(), ()),
 ]
+# Every other photo in the wheel, no answer expected: footage for measuring agreement
+# between two models (e.g. FP32 and INT8) on frames neither was tuned on.
+_MORE = [
+    ("motorcycle_right", lambda d: d.stereo_motorcycle()[1]),
+    ("hubble_deep_field", lambda d: d.hubble_deep_field()),
+    ("immunohistochemistry", lambda d: d.immunohistochemistry()),
+    ("retina", lambda d: d.retina()),
+    ("coins", lambda d: d.coins()),
+    ("brick", lambda d: d.brick()),
+    ("moon", lambda d: d.moon()),
+    ("grass", lambda d: d.grass()),
+    ("gravel", lambda d: d.gravel()),
+    ("clock", lambda d: d.clock()),
+    ("page", lambda d: d.page()),
+    ("cell", lambda d: d.cell()),
+]
 
 
 def _rgb(a: np.ndarray) -> np.ndarray:
@@ -63,6 +79,22 @@ def load_photos(include_unlabeled: bool = False):
 
     items = _PHOTOS + (_UNLABELED if include_unlabeled else [])
     return [(name, _rgb(load(data)), expected) for name, load, expected in items]
+
+
+def photo_names() -> list[str]:
+    """Every photo ``load_named`` knows, labelled ones first."""
+    return [n for n, *_ in _PHOTOS + _UNLABELED + _MORE]
+
+
+def load_named(names):
+    """[(name, H x W x 3 uint8 RGB array)] for ``names`` (see ``photo_names``)."""
+    import skimage.data as data
+
+    known = {n: load for n, load, *_ in _PHOTOS + _UNLABELED + _MORE}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise SystemExit(f"error: unknown photos {missing}; known: {', '.join(known)}")
+    return [(n, _rgb(known[n](data))) for n in names]
 
 
 def top1_ok(label: str, expected) -> bool:
