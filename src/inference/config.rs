@@ -29,7 +29,7 @@ pub struct RawModel {
     #[serde(default = "default_threads")]
     pub threads: RawThreads,
     /// Inference workers, each running whole frames on its own session (the sessions
-    /// share the prepacked weights): a number, or `"auto"`.
+    /// share one copy of the optimized weights): a number, or `"auto"`.
     #[serde(default = "default_workers")]
     pub workers: RawThreads,
     /// Where the model runs: `cpu` (default), `cuda` or `tensorrt`.
@@ -118,7 +118,8 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
     Count(usize),
-    /// Chosen from the CPUs this process may use (see [`Threads::resolve`]).
+    /// Chosen from the CPUs this process may use and the cameras (see
+    /// [`Parallelism::resolve`]).
     Auto,
 }
 

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::{unbounded, Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, Select, Sender, TryRecvError};
 use smallvec::SmallVec;
 
 use super::release::Release;
@@ -24,6 +24,9 @@ use crate::messages::{Classification, Prepared};
 use crate::metrics::Metrics;
 use crate::service::{Beat, Liveness};
 use crate::status::StatusBoard;
+
+/// Capacity of the workers' reports to the dispatcher.
+const REPORTS: usize = 64;
 
 /// A camera's input and its frames in flight.
 struct Input {
@@ -87,7 +90,10 @@ impl Serving {
             d.hire(self);
             d.run(&control, &deps.beat);
             workers = d.peak;
+            // Closed jobs end the workers; with the reports' receiver gone, what they
+            // still report on the way out is dropped instead of waiting for a reader.
             drop(d.slots);
+            drop(d.reports);
             for h in d.handles {
                 match h.join() {
                     Ok(s) => stats.add(&s),
@@ -123,7 +129,11 @@ impl<'scope, 'env> Dispatcher<'scope, 'env> {
         outlet: &'env Outlet<'env>,
         liveness: &'env Liveness,
     ) -> Self {
-        let (reports_tx, reports) = unbounded();
+        // Full: a worker waits for the dispatcher, which reads every report before it
+        // waits again and never waits for a worker (a worker is sent a job only when its
+        // previous one is done). Each worker has at most three unread: its job done, the
+        // publisher gone, its end.
+        let (reports_tx, reports) = bounded(REPORTS);
         Dispatcher {
             scope,
             outlet,
@@ -161,7 +171,7 @@ impl<'scope, 'env> Dispatcher<'scope, 'env> {
                 model: serving.model.clone(),
                 spec_generation: serving.spec_generation,
             };
-            let (jobs_tx, jobs) = crossbeam_channel::bounded(1);
+            let (jobs_tx, jobs) = bounded(1);
             let reports = self.reports_tx.clone();
             let beat = self
                 .liveness

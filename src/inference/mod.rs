@@ -78,10 +78,7 @@ pub fn open_workers(
 ) -> Result<(Vec<InferenceWorker>, PreprocessSpec), ModelError> {
     let n = cfg.parallelism().workers.max(1);
     let mut shared = if n > 1 && cfg.provider.kind == ExecutionProvider::Cpu {
-        std::fs::File::open(&cfg.path).map_err(|source| ModelError::Unreadable {
-            path: cfg.path.clone(),
-            source,
-        })?;
+        model::check_readable(cfg)?;
         let shared = SharedWeights::prepare(cfg, model::session_builder(cfg, runtime)?)?;
         tracing::info!(
             workers = n,

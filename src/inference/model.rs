@@ -192,7 +192,17 @@ fn with_provider(
     registered.map_err(|e| unavailable(e.to_string()))
 }
 
-/// Opens the session and checks the model's input and output.
+/// Fails with [`ModelError::Unreadable`] when the model file cannot be opened, before
+/// ONNX Runtime gets to say it in its own words.
+pub fn check_readable(cfg: &ModelConfig) -> Result<(), ModelError> {
+    std::fs::File::open(&cfg.path)
+        .map(drop)
+        .map_err(|source| ModelError::Unreadable {
+            path: cfg.path.clone(),
+            source,
+        })
+}
+
 /// The daemon's session settings for `cfg`, with its execution provider.
 pub fn session_builder(cfg: &ModelConfig, runtime: &Runtime) -> Result<SessionBuilder, ModelError> {
     let threads = cfg.parallelism().threads;
@@ -222,21 +232,15 @@ pub fn open_session(
     runtime: &Runtime,
     shared: Option<&SharedWeights>,
 ) -> Result<(Session, ModelIo), ModelError> {
-    std::fs::File::open(&cfg.path).map_err(|source| ModelError::Unreadable {
-        path: cfg.path.clone(),
-        source,
-    })?;
+    check_readable(cfg)?;
     let invalid = |message: String| ModelError::Invalid {
         path: cfg.path.clone(),
         message,
     };
-    let builder = session_builder(cfg, runtime)?;
+    let mut builder = session_builder(cfg, runtime)?;
     let session = match shared {
         Some(shared) => shared.apply(builder)?.commit_from_file(shared.graph()),
-        None => {
-            let mut b = builder;
-            b.commit_from_file(&cfg.path)
-        }
+        None => builder.commit_from_file(&cfg.path),
     }
     .map_err(|e| invalid(e.to_string()))?;
 

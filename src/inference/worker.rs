@@ -12,7 +12,7 @@ use super::{InferenceError, ModelConfig};
 use crate::messages::Scored;
 use crate::preprocess::{Layout, PreprocessSpec};
 
-/// The inference stage: owns the session and its reusable buffers.
+/// One inference worker's session and its reusable buffers.
 pub struct InferenceWorker {
     session: Session,
     io: ModelIo,

@@ -182,19 +182,18 @@ impl Broker {
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is read or answered.
     pub fn freeze(&self) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .arg("-STOP")
-                .arg(c.id().to_string())
-                .status();
-        }
+        self.signal("-STOP");
     }
 
     /// Lets a frozen broker go on (SIGCONT).
     pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
             let _ = Command::new("kill")
-                .arg("-CONT")
+                .arg(sig)
                 .arg(c.id().to_string())
                 .status();
         }
