@@ -111,28 +111,51 @@ def model_input(path: str):
     return inp.name, nhwc
 
 
-def source_frames(source: str):
-    """(index, BGR frame) of every frame of a video file, or every image of a folder."""
-    path = pathlib.Path(source)
-    if path.is_dir():
-        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXT)
-        if not files:
-            raise SystemExit(f"error: no image ({', '.join(sorted(IMAGE_EXT))}) in {source}")
-        for i, f in enumerate(files):
-            frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise SystemExit(f"error: cannot read image {f}")
-            yield i, frame
-        return
+def image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXT)
+    if not files:
+        raise SystemExit(f"error: no image ({', '.join(sorted(IMAGE_EXT))}) in {folder}")
+    return files
+
+
+def open_video(source: str):
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise SystemExit(f"error: cannot open video {source}")
-    i = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        yield i, frame
+    return cap
+
+
+def frame_count(source: str) -> int:
+    """Frames of a video (counted by decoding it: the container's count is a guess), or
+    images of a folder."""
+    path = pathlib.Path(source)
+    if path.is_dir():
+        return len(image_files(path))
+    cap, n = open_video(source), 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
+
+
+def source_frames(source: str, wanted: set[int]):
+    """(index, BGR frame) of the frames of a video, or images of a folder, whose index is
+    in `wanted`; the others are decoded but never converted or kept."""
+    path = pathlib.Path(source)
+    if path.is_dir():
+        for i, f in enumerate(image_files(path)):
+            if i in wanted:
+                frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                if frame is None:
+                    raise SystemExit(f"error: cannot read image {f}")
+                yield i, frame
+        return
+    cap, i = open_video(source), 0
+    while cap.grab():
+        if i in wanted:
+            ok, frame = cap.retrieve()
+            if ok:
+                yield i, frame
         i += 1
     cap.release()
 
@@ -147,14 +170,16 @@ def evenly(items: list, n: int) -> list:
 
 def gather(sources: list[str], keep, n: int) -> tuple[list, int]:
     """Up to `n` frames (source, index, BGR) evenly spaced over the frames of `sources`
-    for which ``keep(source, index)`` holds; and how many frames the sources have."""
-    pool, total = [], 0
-    for src in sources:
-        for i, frame in source_frames(src):
-            total += 1
-            if keep(src, i):
-                pool.append((src, i, frame))
-    return evenly(pool, n), total
+    for which ``keep(source, index)`` holds; and how many frames the sources have. Only
+    the frames picked are held in memory (a long clip is read twice instead)."""
+    counts = {src: frame_count(src) for src in dict.fromkeys(sources)}
+    ids = evenly([(src, i) for src in counts for i in range(counts[src]) if keep(src, i)], n)
+    picked = []
+    for src in counts:
+        wanted = {i for s, i in ids if s == src}
+        if wanted:
+            picked += [(src, i, frame) for i, frame in source_frames(src, wanted)]
+    return picked, sum(counts.values())
 
 
 def tensor_of(frame, preset: str, resampler: str, nhwc: bool) -> np.ndarray:
@@ -386,7 +411,7 @@ def main() -> int:
     method = args.method + (f" {args.percentile}" if args.method == "percentile" else "")
     mb = lambda p: os.path.getsize(p) / 1e6  # noqa: E731
     ops = count_ops(args.out, "QuantizeLinear", "DequantizeLinear")
-    first = sorted(calibrated)[0]
+    first = picked[0]
     print(f"wrote {args.out}: INT8 QDQ {act}S8 per-channel, {why}, {method}, "
           f"{len(keep)} node(s) kept in float, calibrated on {len(tensors)} of {total} frames "
           f"of {', '.join(sources)} (index % {every} == {offset}, from {first[0]} #{first[1]}), "
