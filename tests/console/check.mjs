@@ -41,6 +41,8 @@ try {
   await page.waitForFunction((t) => document.querySelector(`${t} .top1`)?.textContent, tile, { timeout: WAIT });
   out.top1 = await page.textContent(`${tile} .top1`);
   out.top5 = await page.$$eval(`${tile} .top5 li .name`, (l) => l.map((e) => e.textContent));
+  // The configured region's outline, once its first result and the frame's size are in.
+  await page.waitForSelector(`${tile} .region`, { timeout: WAIT });
   out.regions = await page.$$eval(`${tile} .region`, (l) => l.map((e) => e.dataset.region));
   out.conn = await page.textContent("#conn");
   await page.screenshot({ path: join(shots, "console-grid.png") });

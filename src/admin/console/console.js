@@ -359,8 +359,12 @@ function listen() {
     const cam = cams.get(m.camera);
     if (!cam) return;
     if (m.region) {
-      const r = (cam.data.regions || []).find((x) => x.region === m.region);
-      if (r) Object.assign(r, { top5: m.top5, frame: m.frame, input_rect: m.input_rect });
+      // A region's first result may come before the next poll lists it: add it then.
+      const regions = (cam.data.regions ||= []);
+      const fresh = { top5: m.top5, frame: m.frame, input_rect: m.input_rect, captured_at: m.captured_at };
+      const r = regions.find((x) => x.region === m.region);
+      if (r) Object.assign(r, fresh);
+      else regions.push({ region: m.region, ...fresh });
     } else {
       cam.data.last = { frame: m.frame, captured_at: m.captured_at, model: m.model, top5: m.top5 };
     }
