@@ -25,6 +25,21 @@ pub struct Problems {
     list: Vec<Problem>,
 }
 
+/// A key as a field path shows it: bare when TOML allows (`A-Za-z0-9_-`), quoted
+/// otherwise (`""`, `"a.b"`, `"a b"`), so a made-up key can never read as an empty or a
+/// dotted path.
+pub fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_owned()
+    } else {
+        toml::Value::String(key.to_owned()).to_string()
+    }
+}
+
 impl Problems {
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.list.push(Problem {

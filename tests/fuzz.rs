@@ -179,3 +179,71 @@ proptest! {
         prop_assert!(r.messages.len() + r.unreadable <= lines.len() + 1);
     }
 }
+
+// Regression tests for what the coverage-guided fuzzers (`fuzz/`, `scripts/fuzz`) found.
+
+/// config_bytes: `"" = ""` made a problem with an empty field name.
+#[test]
+fn an_unknown_section_with_an_odd_name_is_named_quoted() {
+    for (text, field) in [
+        ("\"\" = \"\"#", "\"\""),
+        ("\"a.b\" = 1", "\"a.b\""),
+        ("[\"my cam\"]", "\"my cam\""),
+        ("extra = 1", "extra"),
+    ] {
+        let Err(ParseError::Invalid(problems)) = Config::parse(text, Path::new("/")) else {
+            panic!("{text} must be invalid");
+        };
+        assert!(
+            problems.iter().any(|p| p.field == field),
+            "{text}: {problems:?}"
+        );
+    }
+}
+
+/// source_redaction: a password with an unencoded `/` ended the authority early and was
+/// shown whole by `redact_url` and left in place by `scrub`.
+#[test]
+fn a_password_with_an_unencoded_slash_question_mark_or_at_is_masked() {
+    use streamclassd::capture::{redact_url, scrub, Source};
+    assert_eq!(redact_url("http://:/@"), "http://:***@");
+    for (url, shown, password) in [
+        (
+            "rtsp://admin:pa/ss@cam:554/h264",
+            "rtsp://admin:***@cam:554/h264",
+            "pa/ss",
+        ),
+        (
+            "rtsp://admin:a?b#c@cam/x",
+            "rtsp://admin:***@cam/x",
+            "a?b#c",
+        ),
+        ("rtsp://admin:p@ss@cam/x", "rtsp://admin:***@cam/x", "p@ss"),
+        (
+            "rtsp://admin:plain@cam/x",
+            "rtsp://admin:***@cam/x",
+            "plain",
+        ),
+    ] {
+        assert_eq!(redact_url(url), shown);
+        let source = Source::parse(url, Path::new("/"));
+        assert_eq!(source.to_string(), shown);
+        let message = format!("could not open {url} (password {password})");
+        let clean = scrub(&message, &source);
+        assert!(!clean.contains(password), "{clean}");
+    }
+    // No userinfo: unchanged.
+    assert_eq!(redact_url("rtsp://cam:554/h264"), "rtsp://cam:554/h264");
+}
+
+/// payload: a time after year 9999 (or before 1970) made the RFC 3339 formatter panic.
+#[test]
+fn times_rfc3339_cannot_write_are_clamped_not_a_panic() {
+    use std::time::Duration;
+    let far = UNIX_EPOCH + Duration::from_secs(858_050_250_695);
+    assert_eq!(payload::rfc3339_millis(far), "9999-12-31T23:59:59.999Z");
+    let before = UNIX_EPOCH - Duration::from_secs(86_400);
+    assert_eq!(payload::rfc3339_millis(before), "1970-01-01T00:00:00.000Z");
+    let ok = UNIX_EPOCH + Duration::from_millis(1_795_885_200_123);
+    assert_eq!(payload::rfc3339_millis(ok), "2026-11-28T17:00:00.123Z");
+}

@@ -23,7 +23,7 @@ fn score(s: f32) -> f64 {
 }
 
 pub(super) fn millis(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    crate::publish::payload::rfc3339_millis(t)
 }
 
 fn state_name(state: Option<CameraState>) -> &'static str {

@@ -123,8 +123,9 @@ impl Admin {
         }
     }
 
-    /// The router: every route behind the token check.
-    fn router(self: Arc<Admin>) -> Router {
+    /// The router: every route behind the token check (served by [`Admin::spawn`]; the
+    /// fuzz target `admin_request` drives it directly).
+    pub fn router(self: Arc<Admin>) -> Router {
         Router::new()
             .route("/", get(console::index))
             .route("/console.js", get(console::script))

@@ -69,23 +69,20 @@ impl fmt::Display for Source {
 
 /// Replaces the userinfo of a URL with `user:***` (or `***` when there is no `:`), leaving
 /// the rest intact. Strings that are not URLs are returned unchanged.
+///
+/// The userinfo ends at the URL's *last* `@`, wherever it is: a password written with an
+/// unencoded `/`, `?`, `#` or `@` would otherwise end the authority early and be shown.
+/// The price is that a URL with an `@` in its path or query (and no password) is masked
+/// up to that `@` too.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
+    let Some((start, at)) = userinfo(url) else {
         return url.to_owned();
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    // The last '@' ends the userinfo: a password may itself contain '@'.
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    let masked = match userinfo.split_once(':') {
+    let masked = match url[start..at].split_once(':') {
         Some((user, _password)) => format!("{user}:***"),
         None => "***".to_owned(),
     };
-    format!("{}{}@{}", &url[..scheme_end + 3], masked, &rest[at + 1..])
+    format!("{}{masked}{}", &url[..start], &url[at..])
 }
 
 /// Removes every occurrence of a source's secrets from an arbitrary message (for example an
@@ -106,11 +103,17 @@ pub fn scrub(message: &str, source: &Source) -> String {
     }
 }
 
+/// The byte range of a URL's userinfo: from after `://` to its last `@` (see
+/// [`redact_url`]); `None` without either.
+fn userinfo(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let at = url[start..].rfind('@')?;
+    Some((start, start + at))
+}
+
 fn url_password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    userinfo.split_once(':').map(|(_, p)| p)
+    let (start, at) = userinfo(url)?;
+    url[start..at].split_once(':').map(|(_, p)| p)
 }
 
 #[cfg(test)]
@@ -155,7 +158,10 @@ mod tests {
             "rtsp://u:***@host:554/x?y=1"
         );
         assert_eq!(redact_url("rtsp://token@host/x"), "rtsp://***@host/x");
-        assert_eq!(redact_url("rtsp://host/x@y"), "rtsp://host/x@y");
+        // An `@` after the host ends the userinfo too (a password may hold a raw `/`):
+        // masked, never shown.
+        assert_eq!(redact_url("rtsp://host/x@y"), "rtsp://***@y");
+        assert_eq!(redact_url("rtsp://u:a/b@host/x"), "rtsp://u:***@host/x");
         assert_eq!(redact_url("/dev/video0"), "/dev/video0");
     }
 

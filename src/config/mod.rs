@@ -100,7 +100,7 @@ impl Config {
         for key in table.keys() {
             if !SECTIONS.contains(&key.as_str()) {
                 p.add(
-                    key,
+                    crate::problems::toml_key(key),
                     "unknown section; expected `mqtt`, `model`, `camera`, `admin`, `homeassistant` or `log`",
                 );
             }

@@ -1,6 +1,6 @@
 //! The JSON published on `{prefix}/{camera}/labels` (payload version 1).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -130,8 +130,11 @@ pub fn encode_status(s: &CameraStatus) -> Vec<u8> {
     serde_json::to_vec(&payload).unwrap_or_default()
 }
 
+/// RFC 3339 in UTC with milliseconds. A clock outside what RFC 3339 can write (before
+/// 1970, after 9999) gives the nearest end of that range, never a panic.
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    let last = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+    humantime::format_rfc3339_millis(t.clamp(UNIX_EPOCH, last)).to_string()
 }
 
 /// Encodes one classification (of the whole frame or a region; `seq` is that one's);

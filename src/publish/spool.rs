@@ -64,30 +64,15 @@ impl Spool {
         std::fs::create_dir_all(&self.dir)?;
         let mut restored = Restored::default();
         match std::fs::read_to_string(self.dir.join(STATE)) {
-            Ok(text) => match serde_json::from_str::<State>(&text) {
-                Ok(state) => restored.seq = state.seq,
-                Err(_) => restored.unreadable += 1,
+            Ok(text) => match parse_state(&text) {
+                Some(seq) => restored.seq = seq,
+                None => restored.unreadable += 1,
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         match std::fs::read_to_string(self.dir.join(OUTBOX)) {
-            Ok(text) => {
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    match serde_json::from_str::<Line>(line) {
-                        Ok(l) if Qos::from_level(l.qos).is_some() => {
-                            restored.messages.push(OutMsg {
-                                camera: l.camera.as_deref().and_then(&camera_index),
-                                qos: Qos::from_level(l.qos).unwrap_or(Qos::AtLeastOnce),
-                                topic: l.topic,
-                                payload: l.payload.into_bytes(),
-                                retain: l.retain,
-                            })
-                        }
-                        _ => restored.unreadable += 1,
-                    }
-                }
-            }
+            Ok(text) => parse_outbox(&text, camera_index, &mut restored),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -112,20 +97,59 @@ impl Spool {
                 _ => Ok(()),
             };
         }
-        let mut buf = Vec::new();
-        for m in messages {
-            let line = Line {
-                topic: m.topic.clone(),
-                qos: m.qos.level(),
-                retain: m.retain,
-                camera: m.camera.map(&camera_id),
-                payload: String::from_utf8_lossy(&m.payload).into_owned(),
-            };
-            serde_json::to_writer(&mut buf, &line)?;
-            buf.push(b'\n');
-        }
-        write_atomic(&path, &buf)
+        write_atomic(&path, &outbox_text(messages, camera_id)?)
     }
+}
+
+/// The per-camera next `seq` that `state.json` text holds; `None` when it is not one.
+pub fn parse_state(text: &str) -> Option<HashMap<String, u64>> {
+    serde_json::from_str::<State>(text).ok().map(|s| s.seq)
+}
+
+/// Adds the messages of `outbox.jsonl` text to `restored`, counting the lines that are
+/// not one (blank lines are neither).
+pub fn parse_outbox(
+    text: &str,
+    camera_index: impl Fn(&str) -> Option<usize>,
+    restored: &mut Restored,
+) {
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let read = serde_json::from_str::<Line>(line)
+            .ok()
+            .and_then(|l| Some((Qos::from_level(l.qos)?, l)));
+        match read {
+            Some((qos, l)) => restored.messages.push(OutMsg {
+                camera: l.camera.as_deref().and_then(&camera_index),
+                qos,
+                topic: l.topic,
+                payload: l.payload.into_bytes(),
+                retain: l.retain,
+            }),
+            None => restored.unreadable += 1,
+        }
+    }
+}
+
+/// `outbox.jsonl` text for `messages`, one JSON line each; `camera_id` names a message's
+/// camera. A payload that is not UTF-8 is kept with U+FFFD in place of its bad bytes
+/// (the daemon's payloads are JSON text).
+pub fn outbox_text(
+    messages: &[OutMsg],
+    camera_id: impl Fn(usize) -> String,
+) -> serde_json::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    for m in messages {
+        let line = Line {
+            topic: m.topic.clone(),
+            qos: m.qos.level(),
+            retain: m.retain,
+            camera: m.camera.map(&camera_id),
+            payload: String::from_utf8_lossy(&m.payload).into_owned(),
+        };
+        serde_json::to_writer(&mut buf, &line)?;
+        buf.push(b'\n');
+    }
+    Ok(buf)
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
