@@ -60,8 +60,8 @@ struct RunArgs {
 fn init_logging(filter: &str) -> Result<(), String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| format!("--log / STREAMCLASSD_LOG {filter:?}: not a level or filter: {e}"))?;
+    let filter = streamclassd::config::log_filter(filter)
+        .map_err(|e| format!("--log / STREAMCLASSD_LOG {filter:?}: {e}"))?;
     if streamclassd::service::stderr_is_journal() {
         if let Ok(journal) = tracing_journald::layer() {
             tracing_subscriber::registry()

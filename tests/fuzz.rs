@@ -247,3 +247,41 @@ fn times_rfc3339_cannot_write_are_clamped_not_a_panic() {
     let ok = UNIX_EPOCH + Duration::from_millis(1_795_885_200_123);
     assert_eq!(payload::rfc3339_millis(ok), "2026-11-28T17:00:00.123Z");
 }
+
+/// config_bytes: a non-ASCII `[log] level` made tracing-subscriber's filter parser panic
+/// (slicing inside a character), and a 395-byte field filter kept it busy for minutes,
+/// instead of a problem naming the field.
+#[test]
+fn a_log_filter_beyond_levels_and_targets_is_a_problem_not_a_panic_or_a_hang() {
+    let hang = format!(
+        "2(1E22[[{{[BBBBpathBBB=BB{}*.....>BBpat...*..BBBBpBJ{}$0",
+        "B".repeat(40),
+        ".".repeat(200)
+    );
+    for level in [
+        " 2(0E2\u{524}=2{2}2$n$$0",
+        hang.as_str(),
+        "[span{field=x}]=debug",
+    ] {
+        let text = format!("[log]\nlevel = {level:?}\n");
+        let Err(ParseError::Invalid(problems)) = Config::parse(&text, Path::new("/")) else {
+            panic!("{level} must be invalid");
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.field == "log.level" && p.message.contains("target=level")),
+            "{problems:?}"
+        );
+    }
+    for good in [
+        "info",
+        "warn,streamclassd=debug",
+        "streamclassd::publish=trace",
+    ] {
+        assert!(
+            streamclassd::config::log_filter(good).is_ok(),
+            "{good} must parse"
+        );
+    }
+}

@@ -62,6 +62,24 @@ fn join(problems: &[Problem]) -> String {
         .join("\n")
 }
 
+/// A log level or tracing filter (`[log] level`, `--log`, `STREAMCLASSD_LOG`), parsed.
+/// Only levels and `target=level` directives (`warn,streamclassd::publish=debug`) are
+/// taken: ASCII letters, digits, `_ : , = . -` and spaces, at most 1024 bytes. Span and
+/// field filters (`[span{field=value}]`) are refused before tracing-subscriber sees
+/// them: its parser panics on some non-ASCII text and took minutes over a 395-byte
+/// field filter (both found by the `config_bytes` fuzz target).
+pub fn log_filter(spec: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_:,=.- ".contains(c);
+    if spec.len() > 1024 || !spec.chars().all(plain) {
+        return Err(
+            "not a level or filter: only levels and `target=level` directives \
+                    (ASCII letters, digits, `_ : , = . -`, at most 1024 bytes)"
+                .to_owned(),
+        );
+    }
+    tracing_subscriber::EnvFilter::try_new(spec).map_err(|e| format!("not a level or filter: {e}"))
+}
+
 /// Why config text was rejected (without the file name; see [`ConfigError`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -124,11 +142,8 @@ impl Config {
                 .unwrap_or_else(raw::default_log_level),
             None => raw::default_log_level(),
         };
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            p.add(
-                "log.level",
-                format!("{log_level:?} is not a level or filter"),
-            );
+        if let Err(why) = log_filter(&log_level) {
+            p.add("log.level", format!("{log_level:?}: {why}"));
         }
         let ha = table
             .get("homeassistant")
