@@ -132,6 +132,8 @@ def weight_bias_shift(float_path: str, quant_path: str, out_path: str, input_nam
 def keep_float(path: str, names: set[str]) -> int:
     """Rewrites the QDQ model at `path` so that the Conv/Gemm nodes in `names` keep their
     float weights when ONNX Runtime loads it; returns how many were protected."""
+    if not names:
+        return 0
     m = onnx.load(path)
     g = m.graph
     inits = {i.name: i for i in g.initializer}
