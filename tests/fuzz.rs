@@ -285,3 +285,80 @@ fn a_log_filter_beyond_levels_and_targets_is_a_problem_not_a_panic_or_a_hang() {
         );
     }
 }
+
+/// The words in backquotes after "expected" in a serde unknown-field message.
+fn expected_keys(message: &str) -> Vec<String> {
+    let (_, list) = message.split_once("expected").unwrap_or(("", ""));
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The key names one `keys!(Name { ... })` block of the fuzz crate declares.
+fn fuzzed_keys(source: &str, name: &str) -> Vec<String> {
+    let start = source
+        .find(&format!("keys!({name} {{"))
+        .unwrap_or_else(|| panic!("no keys!({name}) in fuzz/src/lib.rs"));
+    let block = &source[start..];
+    let block = &block[..block.find("});").expect("the block ends")];
+    block
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_structure_aware_fuzzer_knows_every_config_key() {
+    // fuzz/src/lib.rs names each section's keys by hand so that `config_toml` reaches
+    // field validation; a field the loader takes but the fuzzer does not know would go
+    // unfuzzed. The loader's own "expected one of" list is the truth. Nested tables are
+    // sections of their own there (`model.preprocess`, `camera.region`).
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/src/lib.rs"))
+            .expect("fuzz/src/lib.rs");
+    let model = "[model]\npath = \"m.onnx\"\n";
+    let camera = "[[camera]]\nid = \"a\"\nsource = \"a.mp4\"\n";
+    let sections: [(&str, String, &[&str]); 8] = [
+        ("MqttKey", format!("[mqtt]\nzz = 1\n{model}"), &[]),
+        ("ModelKey", format!("{model}zz = 1\n"), &["preprocess"]),
+        (
+            "PreprocessKey",
+            format!("{model}[model.preprocess]\nzz = 1\n"),
+            &[],
+        ),
+        ("CameraKey", format!("{model}{camera}zz = 1\n"), &["region"]),
+        (
+            "RegionKey",
+            format!("{model}{camera}[[camera.region]]\nname = \"r\"\nzz = 1\n"),
+            &[],
+        ),
+        ("AdminKey", format!("{model}[admin]\nzz = 1\n"), &[]),
+        (
+            "HomeAssistantKey",
+            format!("{model}[homeassistant]\nzz = 1\n"),
+            &[],
+        ),
+        ("LogKey", format!("{model}[log]\nzz = 1\n"), &[]),
+    ];
+    for (name, text, nested) in sections {
+        let problems = match Config::parse(&text, Path::new("/etc/streamclassd")) {
+            Err(ParseError::Invalid(p)) => p,
+            other => panic!("{name}: {other:?}"),
+        };
+        let unknown = problems
+            .iter()
+            .find(|p| p.field.ends_with(".zz"))
+            .unwrap_or_else(|| panic!("{name}: no unknown-field problem in {problems:?}"));
+        let mut loader = expected_keys(&unknown.message);
+        loader.retain(|k| !nested.contains(&k.as_str()));
+        loader.sort();
+        let mut fuzzer = fuzzed_keys(&source, name);
+        fuzzer.sort();
+        assert!(loader.len() > 1 || name == "LogKey", "{name}: {unknown:?}");
+        assert_eq!(fuzzer, loader, "{name}: fuzz/src/lib.rs against the loader");
+    }
+}

@@ -89,7 +89,7 @@ keys!(MqttKey {
 keys!(ModelKey {
     Path = "path", Name = "name", Labels = "labels", TopK = "top_k", Threads = "threads",
     Workers = "workers", ExecutionProvider = "execution_provider", DeviceId = "device_id",
-    EngineCacheDir = "engine_cache_dir", FallbackToCpu = "fallback_to_cpu",
+    Fp16 = "fp16", EngineCacheDir = "engine_cache_dir", FallbackToCpu = "fallback_to_cpu",
     MaxBatch = "max_batch",
 });
 keys!(PreprocessKey {
