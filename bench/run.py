@@ -948,9 +948,10 @@ def report(r: dict) -> str:
             rows.append((f"{n} inference thread(s): bare / bare beside a decoder / e2e, frames/s",
                          f"{fmt(t[f'bare_{n}'])} / {fmt(t[f'bare_{n}_beside_decoder'])} / "
                          f"{fmt(t[f'e2e_{n}'])}"))
-    lines.append("| measure | value |")
-    lines.append("|---|---|")
-    lines += [f"| {k} | {v} |" for k, v in rows]
+    if rows:
+        lines.append("| measure | value |")
+        lines.append("|---|---|")
+        lines += [f"| {k} | {v} |" for k, v in rows]
     if "decode" in s:
         lines += ["", "| stream | decode | cameras | classified frames/s per camera (min–max) | "
                   "streamclassd cores: total / decode / preprocess / inference / publish | "
