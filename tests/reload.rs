@@ -1,9 +1,12 @@
 //! Hot reload (SIGHUP) against a real broker, a real RTSP server and real models: cameras
-//! added, removed and changed start and stop alone, an invalid configuration is rejected
-//! while the running one keeps going, and a changed model takes over only once warmed up.
+//! added, removed and changed start and stop alone (a removed camera's console stream
+//! ends), an invalid configuration is rejected while the running one keeps going, and a
+//! changed model takes over only once warmed up.
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{
@@ -35,6 +38,35 @@ fn states(sub: &Subscriber, topic: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Opens an MJPEG stream on the admin listener and reads until its first part's headers
+/// (the camera is watched and has a kept frame); the rest is left to read.
+fn watch(admin: u16, path: &str) -> BufReader<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut r = BufReader::new(s);
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line).expect("the stream");
+        assert!(
+            n > 0,
+            "the stream ended early: {}",
+            String::from_utf8_lossy(&head)
+        );
+        if line.starts_with(b"X-Frame:") {
+            break;
+        }
+        head.extend_from_slice(&line);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    r
 }
 
 /// Rewrites the daemon's configuration file and sends SIGHUP; waits for the outcome.
@@ -70,25 +102,18 @@ fn cameras_added_removed_and_changed_leave_the_others_alone() {
     let broker = Broker::start();
     let sub = Subscriber::connect(broker.port, "hot/#");
     let url = server.url("");
-    let mut d = Daemon::start(&config(
-        broker.port,
-        "hot",
-        &[("a", &url, 4.0), ("b", &url, 4.0)],
-        "",
-    ));
+    let admin = common::stable_port();
+    let hot = |cams: &[(&str, &str, f64)]| {
+        config(broker.port, "hot", cams, "")
+            + &format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n")
+    };
+    let mut d = Daemon::start(&hot(&[("a", &url, 4.0), ("b", &url, 4.0)]));
     wait_streaming(&sub, &d, "hot", &["a", "b"]);
+    // Someone watches b: its MJPEG stream is open and a frame of it is kept.
+    let mut viewer = watch(admin, "/api/cameras/b/stream.mjpeg?h=90");
 
     // b leaves, c joins; a is not touched.
-    reload(
-        &d,
-        &config(
-            broker.port,
-            "hot",
-            &[("a", &url, 4.0), ("c", &url, 4.0)],
-            "",
-        ),
-        APPLIED,
-    );
+    reload(&d, &hot(&[("a", &url, 4.0), ("c", &url, 4.0)]), APPLIED);
     assert!(
         sub.wait_until(PATIENCE, at_least("hot/c/labels", 3)),
         "the added camera never streamed; log:\n{}",
@@ -100,6 +125,21 @@ fn cameras_added_removed_and_changed_leave_the_others_alone() {
             .any(|m| m.topic == "hot/b/status" && m.payload.is_empty())),
         "the removed camera's retained status was not cleared"
     );
+    // The removed camera's stream ends (its place among the streams is free again), and
+    // it is gone from the API.
+    let mut rest = Vec::new();
+    let ended = std::io::Read::read_to_end(&mut viewer, &mut rest);
+    assert!(ended.is_ok(), "b's MJPEG stream did not end: {ended:?}");
+    let (code, _, _) = common::http_bytes(admin, "/api/cameras/b/latest.jpg", &[]);
+    assert_eq!(code, 404);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while common::metric(admin, "streamclassd_viewers") != Some(0.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a viewer is still counted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let b_after_removal = sub.on("hot/b/labels").len();
     let a_now = sub.on("hot/a/labels").len();
     assert!(sub.wait_until(PATIENCE, at_least("hot/a/labels", a_now + 4)));
@@ -119,16 +159,7 @@ fn cameras_added_removed_and_changed_leave_the_others_alone() {
     );
 
     // a changes (fps): only a restarts, and its seq continues.
-    reload(
-        &d,
-        &config(
-            broker.port,
-            "hot",
-            &[("a", &url, 2.0), ("c", &url, 4.0)],
-            "",
-        ),
-        APPLIED,
-    );
+    reload(&d, &hot(&[("a", &url, 2.0), ("c", &url, 4.0)]), APPLIED);
     assert!(
         sub.wait_until(PATIENCE, |m| m
             .iter()

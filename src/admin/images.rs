@@ -197,10 +197,14 @@ struct Mjpeg {
 
 impl Mjpeg {
     /// The next part: the next classified frame (no sooner than `fps` allows), or `None`
-    /// when the camera's frames can no longer come.
+    /// when the camera's frames can no longer come (the daemon stops, or a reload removed
+    /// the camera: the stream ends and its place among `MAX_STREAMS` is free).
     async fn next(&mut self) -> Option<Bytes> {
         let frames = &self.admin.monitor.frames;
         loop {
+            if !self.admin.status.is_active(self.camera) {
+                return None;
+            }
             frames.watch(self.camera);
             match tokio::time::timeout(REWATCH, self.shots.changed()).await {
                 Ok(Ok(())) => {}

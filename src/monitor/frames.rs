@@ -5,7 +5,7 @@
 //! and the frames before it go back to the pool. So a shot is always a frame that was
 //! classified, and its index is the one in its MQTT message. Nobody watching costs a
 //! look-up of the camera's slot and two atomic loads per frame, and whatever was kept
-//! goes back at the camera's next frame.
+//! goes back at the camera's next frame, or at once when a reload removes the camera.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -235,6 +235,17 @@ impl Frames {
         None
     }
 
+    /// `camera` left the configuration: what it kept goes back to the pool now (no frame
+    /// of it will come to let go of it), and it is neither watched nor snapshotted any
+    /// more. Its followers see the shot go (`None`).
+    pub fn forget(&self, camera: usize) {
+        let slot = self.slot(camera);
+        self.set_snapshot(camera, None);
+        slot.watched_until.store(0, Ordering::Relaxed);
+        slot.holding.store(false, Ordering::Relaxed);
+        self.release(&slot);
+    }
+
     fn release(&self, slot: &Slot) {
         let pending: Vec<Pending> = slot
             .pending
@@ -371,5 +382,38 @@ mod tests {
         assert!(frames.offer(0, 2, t, image(2.0)).is_some());
         assert!(frames.shot(0).is_none());
         assert_eq!(format!("{pool:?}"), "Pool { free: 1, capacity: 8 }");
+    }
+
+    #[test]
+    fn a_removed_camera_lets_go_at_once() {
+        let pool = Pool::new(8);
+        let frames = Frames::new(pool.clone());
+        let t = SystemTime::UNIX_EPOCH;
+        let key = JpegKey {
+            height: None,
+            quality: 75,
+            overlay: false,
+        };
+        frames.set_snapshot(1, Some(key));
+        frames.watch(1);
+        for f in 1..=3 {
+            assert!(frames.offer(1, f, t, image(f as f64)).is_none());
+        }
+        frames.classified(1, 2);
+        let mut follower = frames.follow(1);
+        follower.mark_unchanged();
+        assert_eq!(frames.shot(1).map(|s| s.frame), Some(2));
+        assert_eq!(format!("{pool:?}"), "Pool { free: 1, capacity: 8 }");
+        frames.forget(1);
+        // The shot (2) and the frame waiting for its result (3) went back; 1 had already.
+        assert_eq!(format!("{pool:?}"), "Pool { free: 3, capacity: 8 }");
+        assert!(frames.shot(1).is_none());
+        assert_eq!(frames.snapshot(1), None);
+        assert!(
+            follower.has_changed().unwrap_or(false),
+            "followers hear of it"
+        );
+        // A frame still on its way is not kept: nobody watches a removed camera.
+        assert!(frames.offer(1, 4, t, image(4.0)).is_some());
     }
 }

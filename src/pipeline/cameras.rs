@@ -213,7 +213,7 @@ impl Cameras {
             let cam = self.running.swap_remove(pos);
             if retire {
                 self.status.retire(cam.index);
-                self.monitor.frames.set_snapshot(cam.index, None);
+                self.monitor.frames.forget(cam.index);
             }
             cam.stop.store(true, Ordering::Relaxed);
             self.stopping.push(cam);
