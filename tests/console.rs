@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    at_least, config, fixtures, header_value, http_bytes, http_get, repo, wait_for_metric, Broker,
-    Daemon, RtspServer, Subscriber, PATIENCE,
+    at_least, config, fixtures, header_value, http_bytes, http_get, http_stream, repo,
+    wait_for_metric, Broker, Daemon, RtspServer, Subscriber, PATIENCE,
 };
 use opencv::core::{Mat, Vector};
 use opencv::imgcodecs;
@@ -102,19 +102,7 @@ fn read_events(admin: u16, into: Arc<Mutex<Vec<(String, Value)>>>) {
 
 /// Reads `n` parts of an MJPEG stream: (X-Frame, JPEG) each.
 fn mjpeg_parts(admin: u16, path: &str, n: usize) -> (String, Vec<(u64, Vec<u8>)>) {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect");
-    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
-    let mut r = BufReader::new(s);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).expect("head");
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        head += &line;
-    }
+    let (head, mut r) = http_stream(admin, path);
     let mut parts = Vec::new();
     while parts.len() < n {
         let mut headers = Vec::new();

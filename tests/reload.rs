@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -43,30 +43,19 @@ fn states(sub: &Subscriber, topic: &str) -> Vec<String> {
 /// Opens an MJPEG stream on the admin listener and reads until its first part's headers
 /// (the camera is watched and has a kept frame); the rest is left to read.
 fn watch(admin: u16, path: &str) -> BufReader<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).expect("connect");
-    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
-    let mut r = BufReader::new(s);
-    let mut head = Vec::new();
+    let (head, mut r) = common::http_stream(admin, path);
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
     loop {
         let mut line = Vec::new();
         let n = r.read_until(b'\n', &mut line).expect("the stream");
-        assert!(
-            n > 0,
-            "the stream ended early: {}",
-            String::from_utf8_lossy(&head)
-        );
+        assert!(n > 0, "the stream ended before its first part: {head}");
         if line.starts_with(b"X-Frame:") {
-            break;
+            return r;
         }
-        head.extend_from_slice(&line);
     }
-    assert!(
-        head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    r
 }
 
 /// Rewrites the daemon's configuration file and sends SIGHUP; waits for the outcome.

@@ -319,6 +319,14 @@ mod tests {
         Mat::new_rows_cols_with_default(2, 3, CV_8UC3, Scalar::all(v)).expect("mat")
     }
 
+    fn key(height: Option<u32>) -> JpegKey {
+        JpegKey {
+            height,
+            quality: 75,
+            overlay: false,
+        }
+    }
+
     #[test]
     fn a_shot_is_the_classified_frame_and_nothing_is_kept_unwatched() {
         let pool = Pool::new(8);
@@ -345,11 +353,7 @@ mod tests {
         frames.classified(0, 3);
         assert_eq!(frames.shot(0).map(|s| s.frame), Some(4));
         // A JPEG is made once per key.
-        let key = JpegKey {
-            height: None,
-            quality: 75,
-            overlay: false,
-        };
+        let key = key(None);
         let (a, made) = shot.jpeg(key, |_| Ok::<_, ()>(vec![1, 2])).expect("made");
         assert!(made);
         let (b, made) = shot.jpeg(key, |_| Ok::<_, ()>(vec![9])).expect("cached");
@@ -367,11 +371,7 @@ mod tests {
         let pool = Pool::new(8);
         let frames = Frames::new(pool.clone());
         let t = SystemTime::UNIX_EPOCH;
-        let key = JpegKey {
-            height: Some(480),
-            quality: 75,
-            overlay: false,
-        };
+        let key = key(Some(480));
         frames.set_snapshot(0, Some(key));
         assert_eq!(frames.snapshot(0), Some(key));
         assert!(frames.offer(0, 1, t, image(1.0)).is_none());
@@ -389,11 +389,7 @@ mod tests {
         let pool = Pool::new(8);
         let frames = Frames::new(pool.clone());
         let t = SystemTime::UNIX_EPOCH;
-        let key = JpegKey {
-            height: None,
-            quality: 75,
-            overlay: false,
-        };
+        let key = key(None);
         frames.set_snapshot(1, Some(key));
         frames.watch(1);
         for f in 1..=3 {

@@ -790,6 +790,26 @@ pub fn http_bytes(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, Stri
     (code, head, body)
 }
 
+/// Opens a streamed HTTP/1.0 GET (an MJPEG stream) on `port` and reads the response head
+/// (its lines, each with its CRLF); the body is left in the reader, which waits at most
+/// [`PATIENCE`] for each read.
+pub fn http_stream(port: u16, path: &str) -> (String, BufReader<TcpStream>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to admin listener");
+    s.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("head");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head += &line;
+    }
+    (head, r)
+}
+
 /// A response header's value (names compare without case, as HTTP's do).
 pub fn header_value(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|l| {
